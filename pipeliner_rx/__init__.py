@@ -1,0 +1,47 @@
+"""pipeliner_rx: call the result you need; its dependencies run themselves, concurrently, once.
+
+Decorate async (or plain) functions with `step`; each parameter name is a resource the step
+needs, ``provides`` names what it computes. Calling a step runs only the missing upstream steps,
+each at most once, on a reactive dataflow of ``reactivex`` subjects.
+"""
+
+from __future__ import annotations
+
+from ._api import add_environment_resources, default_pipeline, resource, resource_ready, step
+from ._pipeline import Pipeline, StepDecorator
+from ._step import Step
+from .exceptions import (
+    CycleError,
+    DuplicateProviderError,
+    MissingResourceError,
+    PipelineError,
+    ResourceConflictError,
+    StepOutputError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CycleError",
+    "DuplicateProviderError",
+    "MissingResourceError",
+    "Pipeline",
+    "PipelineError",
+    "ResourceConflictError",
+    "Step",
+    "StepDecorator",
+    "StepOutputError",
+    "__version__",
+    "add_environment_resources",
+    "default_pipeline",
+    "resource",
+    "resource_ready",
+    "step",
+]
+
+# Show users the public path (`pipeliner_rx.Pipeline`), not the private module.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("pipeliner_rx._"):
+        _obj.__module__ = __name__
+del _name, _obj

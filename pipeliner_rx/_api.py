@@ -1,0 +1,58 @@
+"""Module-level ``step``, ``resource``, ... bound to a default `Pipeline`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, overload
+
+from ._pipeline import Pipeline, StepDecorator
+from ._step import Provides, Step
+
+__all__ = [
+    "add_environment_resources",
+    "default_pipeline",
+    "resource",
+    "resource_ready",
+    "step",
+]
+
+R = TypeVar("R")
+
+_default = Pipeline()
+
+
+def default_pipeline() -> Pipeline:
+    """The pipeline that the module-level functions (`step`, `resource`, ...) act on."""
+    return _default
+
+
+@overload
+def step(provides: Callable[..., Coroutine[Any, Any, R]], /) -> Step[R]: ...
+@overload
+def step(provides: Provides = None) -> StepDecorator: ...
+
+
+def step(provides: Provides | Callable[..., Any] = None) -> Step[Any] | StepDecorator:
+    """Register a function as a step of the default pipeline; see `Pipeline.step`.
+
+    Example:
+        >>> @step(provides="result")
+        ... async def divide(base, divisor):
+        ...     return base // divisor
+    """
+    return _default.step(provides)
+
+
+def add_environment_resources(**resources: Any) -> None:
+    """Set resources of the default pipeline; see `Pipeline.add_environment_resources`."""
+    _default.add_environment_resources(**resources)
+
+
+async def resource(name: str) -> Any:
+    """Return a resource of the default pipeline, computing it if needed (`Pipeline.resource`)."""
+    return await _default.resource(name)
+
+
+def resource_ready(name: str) -> bool:
+    """Whether a resource of the default pipeline holds a value."""
+    return _default.resource_ready(name)

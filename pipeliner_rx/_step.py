@@ -1,0 +1,109 @@
+"""Step: a registered function, its outputs and the resources its parameters name."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
+
+__all__ = ["Param", "Provides", "Step", "parse_provides"]
+
+R = TypeVar("R")
+
+Provides = str | Sequence[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter of a step: the resource it names and its default, if any."""
+
+    name: str
+    has_default: bool
+    default: Any
+
+
+def parse_provides(provides: Provides, where: str) -> tuple[str, ...]:
+    """Normalise ``provides`` to a tuple of names, raising `TypeError` when it is malformed."""
+    if provides is None:
+        return ()
+    names: tuple[object, ...] = (provides,) if isinstance(provides, str) else ()
+    if not isinstance(provides, str):
+        if not isinstance(provides, (tuple, list)):
+            raise TypeError(
+                f"`provides` of `{where}` must be a string, a tuple or list of strings, or None; "
+                f"got {type(provides).__name__}."
+            )
+        names = tuple(provides)
+    if names == ("",):
+        return ()
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"`provides` of `{where}` must hold non-empty strings; got {name!r}.")
+    if len(set(names)) != len(names):
+        raise TypeError(f"`provides` of `{where}` names a resource twice: {names!r}.")
+    return names  # type: ignore[return-value]  # checked above: all str
+
+
+def _parse_params(fn: Callable[..., Any], where: str) -> tuple[Param, ...]:
+    params = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TypeError(
+                f"`{where}` takes `{p}`; a step's parameters must be named, since each name is "
+                f"the resource it needs. List the resources as parameters."
+            )
+        if p.kind is p.POSITIONAL_ONLY:
+            raise TypeError(
+                f"`{where}` takes `{p.name}` as positional-only; a step receives its resources "
+                f"by keyword. Remove the `/` from its signature."
+            )
+        has_default = p.default is not p.empty
+        params.append(Param(p.name, has_default, p.default if has_default else None))
+    return tuple(params)
+
+
+class Step(Generic[R]):
+    """A function registered on a `Pipeline`, called to compute its result.
+
+    Calling a step returns a coroutine: its keyword arguments become resources of the current
+    store, the providers of whatever else it needs run (each once, concurrently where
+    independent), and the step's result is returned. See `Pipeline.step`.
+
+    Attributes:
+        provides: the names of the resources the step provides (may be empty).
+        params: the resources its parameters need, in signature order.
+        is_async: whether the function is ``async def`` (otherwise it runs on an executor).
+        pipeline: the pipeline it is registered on.
+    """
+
+    def __init__(self, fn: Callable[..., Any], provides: Provides, pipeline: Pipeline) -> None:
+        if not callable(fn):
+            raise TypeError(f"`step` decorates functions; got {fn!r}.")
+        if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            raise TypeError(
+                f"`{fn.__qualname__}` is a generator function; a step returns its result. "
+                f"Return a list, or feed items with `Pipeline.feed`."
+            )
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name: str = getattr(fn, "__name__", repr(fn))
+        self.key: tuple[str, str] = (
+            getattr(fn, "__module__", "") or "",
+            getattr(fn, "__qualname__", self.name),
+        )
+        self.provides = parse_provides(provides, self.name)
+        self.params = _parse_params(fn, self.name)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.pipeline = pipeline
+
+    def __call__(self, **resources: Any) -> Coroutine[Any, Any, R]:
+        """Compute this step; see the class docstring."""
+        return self.pipeline._call(self, resources)
+
+    def __repr__(self) -> str:
+        return f"<Step {self.name} provides={self.provides!r}>"

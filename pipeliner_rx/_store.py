@@ -1,0 +1,116 @@
+"""Store: one ``AsyncSubject`` per resource, and the steps activated to fill them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from reactivex.subject import AsyncSubject
+
+from .exceptions import ResourceConflictError
+
+if TYPE_CHECKING:
+    from ._activation import Activation
+    from ._step import Step
+
+__all__ = ["Store", "emit", "is_present"]
+
+
+def is_present(subject: AsyncSubject[Any]) -> bool:
+    """Whether the subject completed with a value (errored subjects are replaced at once)."""
+    return subject.is_stopped and subject.has_value
+
+
+def emit(subject: AsyncSubject[Any], value: Any) -> None:
+    """Complete ``subject`` with ``value`` unless it already holds one (present values win)."""
+    if not subject.is_stopped:
+        subject.on_next(value)
+        subject.on_completed()
+
+
+def _same(current: Any, new: Any) -> bool:
+    if current is new:
+        return True
+    try:
+        return bool(current == new)
+    except Exception:  # e.g. arrays, whose == is elementwise: treat as different
+        return False
+
+
+class Store:
+    """The resources of one run: a subject per resource name, created on first use.
+
+    A store is bound to the event loop that last used it; steps still active for an earlier,
+    finished loop are forgotten when another loop takes the store over.
+    """
+
+    __slots__ = ("active", "loop", "subjects")
+
+    def __init__(self) -> None:
+        self.subjects: dict[str, AsyncSubject[Any]] = {}
+        self.active: dict[Step[Any], Activation] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def subject(self, name: str) -> AsyncSubject[Any]:
+        """The subject of ``name``, created empty if the store has none yet."""
+        subject = self.subjects.get(name)
+        if subject is None:
+            subject = self.subjects[name] = AsyncSubject()
+        return subject
+
+    def present(self, name: str) -> bool:
+        """Whether ``name`` holds a value."""
+        subject = self.subjects.get(name)
+        return subject is not None and is_present(subject)
+
+    def value(self, name: str) -> Any:
+        """The value of a present resource."""
+        return self.subjects[name].value
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make ``loop`` the store's loop, dropping what was pending on a previous one."""
+        if self.loop is loop:
+            return
+        if self.loop is not None:
+            # Tasks and waiters of the old loop can never finish on this one: drop them, so
+            # that new demand starts afresh instead of waiting on the dead.
+            for activation in list(self.active.values()):
+                activation.cancel()
+            self.active.clear()
+            for name, subject in list(self.subjects.items()):
+                if not subject.is_stopped:
+                    self.subjects[name] = AsyncSubject()
+        self.loop = loop
+
+    def push(self, resources: Mapping[str, Any]) -> None:
+        """Set resources, all or none: a different value for a present one is a conflict."""
+        for name, value in resources.items():
+            subject = self.subjects.get(name)
+            if subject is not None and is_present(subject) and not _same(subject.value, value):
+                raise ResourceConflictError(name, subject.value, value)
+        for name, value in resources.items():
+            emit(self.subject(name), value)
+
+    def fail(self, name: str, subject: AsyncSubject[Any], error: Exception) -> None:
+        """Deliver ``error`` to the waiters of ``subject``; the resource itself stays missing."""
+        if subject.is_stopped:
+            return
+        # Errors are not cached: later demand finds a fresh subject and runs the provider again.
+        if self.subjects.get(name) is subject:
+            self.subjects[name] = AsyncSubject()
+        subject.on_error(error)
+
+    def clear(self, error: Exception) -> None:
+        """Empty the store: stop every active step and fail whoever waits on a missing value."""
+        for activation in list(self.active.values()):
+            activation.cancel()
+        self.active.clear()
+        subjects, self.subjects = self.subjects, {}
+        for subject in subjects.values():
+            if not subject.is_stopped:
+                subject.on_error(error)
+
+    def values(self, names: Iterable[str]) -> list[Any]:
+        """The values of present resources, in order."""
+        return [self.subjects[name].value for name in names]
