@@ -38,9 +38,10 @@ class _Slot(abc.ObserverBase[Any]):
 
 
 class Join:
-    """Subscribes to each source and calls back once with all their first values, or an error.
+    """Subscribes to each source and calls back once all of them have a value, or on an error.
 
-    ``on_ready(values)`` receives the first value of each source in source order;
+    ``on_ready(values)`` receives the latest value of each source, in source order, as soon as
+    every source has one;
     ``on_error(error, index)`` the first error and the index of the source that sent it. At most
     one of them is called, once. `dispose` withdraws the subscriptions. Sources that already
     hold a value (a completed ``AsyncSubject``) call back synchronously.
@@ -73,10 +74,12 @@ class Join:
             self._subscriptions.append(subscription)
 
     def _set(self, index: int, value: Any) -> None:
-        if self.done or self._values[index] is not _UNSET:
+        if self.done:
             return
-        self._values[index] = value
-        self._remaining -= 1
+        values = self._values
+        if values[index] is _UNSET:
+            self._remaining -= 1
+        values[index] = value  # the latest value counts, as in combine_latest
         if self._remaining == 0:
             # Like `first()`: a source that goes on emitting is not listened to any more.
             self.dispose()

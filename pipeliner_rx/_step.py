@@ -29,18 +29,17 @@ class Param:
 
 def parse_provides(provides: Provides, where: str) -> tuple[str, ...]:
     """Normalise ``provides`` to a tuple of names, raising `TypeError` when it is malformed."""
-    if provides is None:
+    if provides is None or provides == "":
         return ()
-    names: tuple[object, ...] = (provides,) if isinstance(provides, str) else ()
-    if not isinstance(provides, str):
-        if not isinstance(provides, (tuple, list)):
-            raise TypeError(
-                f"`provides` of `{where}` must be a string, a tuple or list of strings, or None; "
-                f"got {type(provides).__name__}."
-            )
+    if isinstance(provides, str):
+        names: tuple[object, ...] = (provides,)
+    elif isinstance(provides, (tuple, list)):
         names = tuple(provides)
-    if names == ("",):
-        return ()
+    else:
+        raise TypeError(
+            f"`provides` of `{where}` must be a string, a tuple or list of strings, or None; "
+            f"got {type(provides).__name__}."
+        )
     for name in names:
         if not isinstance(name, str) or not name:
             raise TypeError(f"`provides` of `{where}` must hold non-empty strings; got {name!r}.")

@@ -1,0 +1,74 @@
+"""The public surface: `__all__` is what the package documents and exports."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pipeliner_rx
+import pipeliner_rx.exceptions
+
+DOCUMENTED = {
+    "CycleError",
+    "DuplicateProviderError",
+    "MissingResourceError",
+    "Pipeline",
+    "PipelineError",
+    "ResourceConflictError",
+    "Step",
+    "StepDecorator",
+    "StepOutputError",
+    "__version__",
+    "add_environment_resources",
+    "default_pipeline",
+    "resource",
+    "resource_ready",
+    "step",
+}
+
+
+def test_all_matches_documented_names() -> None:
+    assert set(pipeliner_rx.__all__) == DOCUMENTED
+    assert pipeliner_rx.__all__ == sorted(pipeliner_rx.__all__)
+    for name in pipeliner_rx.__all__:
+        assert hasattr(pipeliner_rx, name), name
+
+
+def test_private_modules_export_what_they_define() -> None:
+    for module_name in ("_api", "_join", "_pipeline", "_step", "_store", "_activation"):
+        module = importlib.import_module(f"pipeliner_rx.{module_name}")
+        for name in module.__all__:
+            assert hasattr(module, name), (module_name, name)
+
+
+def test_public_classes_show_the_public_module() -> None:
+    assert pipeliner_rx.Pipeline.__module__ == "pipeliner_rx"
+    assert pipeliner_rx.Step.__module__ == "pipeliner_rx"
+    assert pipeliner_rx.CycleError.__module__ == "pipeliner_rx.exceptions"
+
+
+def test_errors_form_one_hierarchy() -> None:
+    for name in pipeliner_rx.exceptions.__all__:
+        assert issubclass(getattr(pipeliner_rx.exceptions, name), pipeliner_rx.PipelineError)
+
+
+def test_module_level_functions_use_the_default_pipeline() -> None:
+    default = pipeliner_rx.default_pipeline()
+
+    @pipeliner_rx.step(provides="x")
+    async def x() -> int:
+        return 1
+
+    assert default.steps == (x,)
+    pipeliner_rx.add_environment_resources(y=2)
+    assert pipeliner_rx.resource_ready("y") and default.resource_ready("y")
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, pipeliner_rx; "
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
