@@ -7,8 +7,17 @@ each at most once, on a reactive dataflow of ``reactivex`` subjects.
 
 from __future__ import annotations
 
-from ._api import add_environment_resources, default_pipeline, resource, resource_ready, step
+from ._api import (
+    add_environment_resources,
+    default_pipeline,
+    resource,
+    resource_ready,
+    scope,
+    step,
+)
+from ._events import StepEvent
 from ._pipeline import Pipeline, StepDecorator
+from ._scope import Scope
 from ._step import Step
 from .exceptions import (
     CycleError,
@@ -28,14 +37,17 @@ __all__ = [
     "Pipeline",
     "PipelineError",
     "ResourceConflictError",
+    "Scope",
     "Step",
     "StepDecorator",
+    "StepEvent",
     "StepOutputError",
     "__version__",
     "add_environment_resources",
     "default_pipeline",
     "resource",
     "resource_ready",
+    "scope",
     "step",
 ]
 

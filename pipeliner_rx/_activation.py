@@ -10,13 +10,16 @@ reference-counted: when nobody needs a pending activation any more it is cancell
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reactivex.subject import AsyncSubject
 
+from ._events import StepEvent
 from ._join import Join
 from ._store import Store, emit, is_present
 from .exceptions import CycleError, MissingResourceError, StepOutputError
@@ -81,45 +84,98 @@ class Activation:
         self.join = None
         self.upstream = []  # all finished: nothing left to release
         step = self.step
+        store = self.store
         if not self.private and all(is_present(subject) for subject in self.outputs):
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("skip %s: its outputs are present", step.name)
+            events = step.pipeline._events
+            if events.listening:
+                events.emit(StepEvent(step.name, "skipped", scope=store.id))
             self._retire()
             return
         kwargs = {p.name: p.default for p in step.params if p.has_default}
         kwargs.update(zip(self.inputs, values, strict=True))
-        loop = self.store.loop
+        loop = store.loop
         assert loop is not None  # a store is bound before anything is activated
-        self.task = loop.create_task(self._run(kwargs))
+        # The step runs in its store's scope, whoever completed its last input.
+        var = step.pipeline._scope_var
+        scope = store if store.id else None
+        if var.get() is scope:
+            self.task = loop.create_task(self._run(kwargs))
+        else:
+            context = contextvars.copy_context()
+            context.run(var.set, scope)
+            self.task = loop.create_task(self._run(kwargs), context=context)
 
     async def _run(self, kwargs: dict[str, Any]) -> None:
         step = self.step
-        debug = logger.isEnabledFor(logging.DEBUG)
-        if debug:
-            logger.debug("start %s", step.name)
-        try:
-            if step.is_async:
-                result = await step.fn(**kwargs)
-            else:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(None, functools.partial(step.fn, **kwargs))
-        except asyncio.CancelledError:
-            # Resources stay missing, so a later demand computes them afresh.
+        events = step.pipeline._events
+        scope = self.store.id
+        attempt = 0
+        while True:
+            attempt += 1
+            debug = logger.isEnabledFor(logging.DEBUG)
             if debug:
-                logger.debug("cancelled %s", step.name)
-            raise
-        except Exception as exc:
+                logger.debug("start %s", step.name)
+            if events.listening:
+                events.emit(StepEvent(step.name, "started", scope=scope, attempt=attempt))
+            start = time.perf_counter()
+            try:
+                result = await self._attempt(kwargs)
+            except asyncio.CancelledError:
+                # Resources stay missing, so a later demand computes them afresh.
+                if debug:
+                    logger.debug("cancelled %s", step.name)
+                if events.listening:
+                    elapsed = time.perf_counter() - start
+                    events.emit(StepEvent(step.name, "cancelled", elapsed, None, scope, attempt))
+                raise
+            except Exception as exc:
+                if debug:
+                    logger.debug("failed %s (attempt %d): %r", step.name, attempt, exc)
+                if events.listening:
+                    elapsed = time.perf_counter() - start
+                    events.emit(StepEvent(step.name, "failed", elapsed, exc, scope, attempt))
+                if attempt <= step.retries:
+                    if step.retry_delay:
+                        await asyncio.sleep(step.retry_delay)
+                    continue
+                names = ", ".join(f"`{name}`" for name in step.provides)
+                tries = f" in each of {attempt} attempts" if attempt > 1 else ""
+                exc.add_note(
+                    f"Raised by step `{step.name}`{tries}"
+                    + (f", which provides {names}." if names else ".")
+                )
+                self._fail(exc)
+                return
             if debug:
-                logger.debug("failed %s: %r", step.name, exc)
-            names = ", ".join(f"`{name}`" for name in step.provides)
-            exc.add_note(
-                f"Raised by step `{step.name}`" + (f", which provides {names}." if names else ".")
-            )
-            self._fail(exc)
+                logger.debug("finish %s", step.name)
+            if events.listening:
+                elapsed = time.perf_counter() - start
+                events.emit(StepEvent(step.name, "succeeded", elapsed, None, scope, attempt))
+            self._emit(result)
             return
-        if debug:
-            logger.debug("finish %s", step.name)
-        self._emit(result)
+
+    async def _attempt(self, kwargs: dict[str, Any]) -> Any:
+        step = self.step
+        if step.timeout is None:
+            return await self._invoke(kwargs)
+        try:
+            async with asyncio.timeout(step.timeout) as deadline:
+                return await self._invoke(kwargs)
+        except TimeoutError:
+            if deadline.expired():
+                raise TimeoutError(
+                    f"`{step.name}` ran longer than its timeout of {step.timeout} s."
+                ) from None
+            raise
+
+    async def _invoke(self, kwargs: dict[str, Any]) -> Any:
+        step = self.step
+        if step.is_async:
+            return await step.fn(**kwargs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(step.fn, **kwargs))
 
     def _emit(self, result: Any) -> None:
         outputs = self.outputs
@@ -220,6 +276,7 @@ def activate(
     step: Step[Any] | None = None,
     names: Sequence[str] = (),
     strict: bool,
+    hint: str | None = None,
 ) -> list[Activation]:
     """Activate what ``step`` (or the resources ``names``) need, and return the direct demands.
 
@@ -287,8 +344,7 @@ def activate(
         need(name, False, top)
         walk()
     if missing:
-        assert step is not None
-        raise MissingResourceError(missing, step.name)
+        raise MissingResourceError(missing, step.name if step is not None else names[0], hint)
     # Nothing starts before the whole walk has succeeded.
     for activation in order:
         if not activation.private:

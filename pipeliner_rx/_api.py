@@ -6,6 +6,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, overload
 
 from ._pipeline import Pipeline, StepDecorator
+from ._scope import Scope
 from ._step import Provides, Step
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "default_pipeline",
     "resource",
     "resource_ready",
+    "scope",
     "step",
 ]
 
@@ -29,10 +31,22 @@ def default_pipeline() -> Pipeline:
 @overload
 def step(provides: Callable[..., Coroutine[Any, Any, R]], /) -> Step[R]: ...
 @overload
-def step(provides: Provides = None) -> StepDecorator: ...
+def step(
+    provides: Provides = None,
+    *,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_delay: float = 0.0,
+) -> StepDecorator: ...
 
 
-def step(provides: Provides | Callable[..., Any] = None) -> Step[Any] | StepDecorator:
+def step(
+    provides: Provides | Callable[..., Any] = None,
+    *,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_delay: float = 0.0,
+) -> Step[Any] | StepDecorator:
     """Register a function as a step of the default pipeline; see `Pipeline.step`.
 
     Example:
@@ -40,7 +54,9 @@ def step(provides: Provides | Callable[..., Any] = None) -> Step[Any] | StepDeco
         ... async def divide(base, divisor):
         ...     return base // divisor
     """
-    return _default.step(provides)
+    if callable(provides):
+        return _default.step(provides)
+    return _default.step(provides, timeout=timeout, retries=retries, retry_delay=retry_delay)
 
 
 def add_environment_resources(**resources: Any) -> None:
@@ -56,3 +72,8 @@ async def resource(name: str) -> Any:
 def resource_ready(name: str) -> bool:
     """Whether a resource of the default pipeline holds a value."""
     return _default.resource_ready(name)
+
+
+def scope(**resources: Any) -> Scope:
+    """A new scope of the default pipeline; see `Pipeline.scope`."""
+    return _default.scope(**resources)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, overload
 
+from reactivex import Observable, abc
 from reactivex.subject import AsyncSubject
 
 from ._activation import Activation, activate, failure_chain, release
+from ._events import Events, StepEvent
 from ._join import Join
+from ._rx import compute, feed, observe
+from ._scope import Scope
 from ._step import Provides, Step
 from ._store import Store, is_present
+from ._threads import run_on_loop
 from .exceptions import DuplicateProviderError, PipelineError
 
 __all__ = ["Pipeline", "StepDecorator"]
@@ -52,6 +58,9 @@ class Pipeline:
         self._providers: dict[str, Step[Any]] = {}
         self._environment: dict[str, Any] = {}
         self._store = Store()
+        self._events = Events()
+        # The current scope's store, per pipeline; it follows asyncio tasks like any ContextVar.
+        self._scope_var: ContextVar[Store | None] = ContextVar("pipeliner_rx_scope", default=None)
 
     def __repr__(self) -> str:
         return f"<Pipeline steps={len(self._steps)}>"
@@ -66,9 +75,23 @@ class Pipeline:
     @overload
     def step(self, provides: Callable[..., Coroutine[Any, Any, R]], /) -> Step[R]: ...
     @overload
-    def step(self, provides: Provides = None) -> StepDecorator: ...
+    def step(
+        self,
+        provides: Provides = None,
+        *,
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+    ) -> StepDecorator: ...
 
-    def step(self, provides: Provides | Callable[..., Any] = None) -> Step[Any] | StepDecorator:
+    def step(
+        self,
+        provides: Provides | Callable[..., Any] = None,
+        *,
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+    ) -> Step[Any] | StepDecorator:
         """Register a function as a step of this pipeline.
 
         Each parameter name of the function is a resource it needs; ``provides`` names the
@@ -79,6 +102,11 @@ class Pipeline:
         Args:
             provides: a resource name, a tuple or list of names (the function then returns a
                 tuple or list of as many values), or None or empty for no outputs.
+            timeout: seconds one attempt may run; past it the attempt fails with
+                `TimeoutError`. None for no limit.
+            retries: how many more times to run the step after an attempt raises (not after
+                cancellation); the step fails with the last attempt's error.
+            retry_delay: seconds to wait before each retry.
 
         Returns:
             A decorator registering the function and returning its `Step`.
@@ -86,6 +114,7 @@ class Pipeline:
         Raises:
             TypeError: ``provides`` is malformed, or the function takes ``*args``,
                 ``**kwargs`` or positional-only parameters.
+            ValueError: ``timeout``, ``retries`` or ``retry_delay`` is out of range.
             DuplicateProviderError: another step already provides one of the resources.
 
         Example:
@@ -94,15 +123,16 @@ class Pipeline:
             ...     return min(values), max(values)
         """
         if callable(provides):
-            return self._register(provides, None)
+            return self._register(Step(provides, None, self))
 
         def decorator(fn: Callable[..., Any], /) -> Step[Any]:
-            return self._register(fn, provides)
+            return self._register(
+                Step(fn, provides, self, timeout=timeout, retries=retries, retry_delay=retry_delay)
+            )
 
         return decorator
 
-    def _register(self, fn: Callable[..., Any], provides: Provides) -> Step[Any]:
-        step: Step[Any] = Step(fn, provides, self)
+    def _register(self, step: Step[Any]) -> Step[Any]:
         old = self._steps.get(step.key)
         for name in step.provides:
             existing = self._providers.get(name)
@@ -121,13 +151,22 @@ class Pipeline:
     # -- resources ----------------------------------------------------------------------------
 
     def _current_store(self) -> Store:
-        return self._store
+        return self._scope_var.get() or self._store
+
+    def _push(self, store: Store, resources: dict[str, Any]) -> None:
+        # From another thread, the push is handed to the loop's thread (store state is only
+        # ever changed there) and this call returns once it is done, raising what it raised.
+        run_on_loop(store.loop, lambda: store.push(resources))
 
     def add_environment_resources(self, **resources: Any) -> None:
-        """Set resources of the store, waking everything that waits on them.
+        """Set resources of the current store, waking everything that waits on them.
 
-        A present resource suppresses its provider. Call it from the event loop's thread (or
-        before the loop starts).
+        A present resource suppresses its provider. Outside any scope the values also become
+        the pipeline's environment, which every new `scope` starts with; inside a scope they
+        are the scope's alone.
+
+        It may be called from any thread: from a thread other than the event loop's it hands
+        the values to the loop's thread and returns once they are set there.
 
         Args:
             **resources: resource names and their values.
@@ -135,8 +174,10 @@ class Pipeline:
         Raises:
             ResourceConflictError: a resource already holds a different value; nothing is set.
         """
-        self._current_store().push(resources)
-        self._environment.update(resources)
+        store = self._current_store()
+        self._push(store, resources)
+        if store is self._store:
+            self._environment.update(resources)
 
     def resource_ready(self, name: str) -> bool:
         """Whether the resource ``name`` holds a value in the current store."""
@@ -159,13 +200,20 @@ class Pipeline:
             CycleError: the providers of ``name`` depend on it.
             Exception: whatever a step on the way raised, with its original type.
         """
+        return await self._resource(self._current_store(), name)
+
+    async def _resource(self, store: Store, name: str, strict: bool = False) -> Any:
         loop = asyncio.get_running_loop()
-        store = self._current_store()
         store.bind(loop)
         subject = store.subject(name)
         if is_present(subject):
             return subject.value
-        demands = activate(store, self._providers, names=(name,), strict=False)
+        hint = (
+            "Include the missing resources in each item (or in the scope's arguments)."
+            if strict
+            else None
+        )
+        demands = activate(store, self._providers, names=(name,), strict=strict, hint=hint)
         values = await _wait(loop, demands, [subject], f"`{name}`")
         return values[0]
 
@@ -178,6 +226,100 @@ class Pipeline:
         self._store.clear(
             PipelineError("The store was reset while this resource was awaited; call again.")
         )
+
+    # -- scopes and streams -------------------------------------------------------------------
+
+    def scope(self, **resources: Any) -> Scope:
+        """A new `Scope`: a private store seeded with the environment and ``resources``.
+
+        Args:
+            **resources: values of the scope, overriding the pipeline's environment.
+
+        Returns:
+            The scope; enter it with ``with`` or ``async with``.
+
+        Example:
+            >>> async with pipeline.scope(divisor=3):
+            ...     base, result, mod = await get_division()
+        """
+        return Scope(self, resources)
+
+    def observe(self, name: str) -> Observable[Any]:
+        """An Observable that emits resource ``name`` once and completes.
+
+        It is lazy: subscribing demands the provider chain of the current store (the scope the
+        call is made in); inputs that nothing provides are awaited until they are pushed. It
+        errors with the exception of a failed step. Disposing the subscription before the value
+        arrives withdraws the demand, which cancels steps nobody else needs. Emissions happen on
+        the event loop. ``await pipeline.observe(name)`` gives the value.
+
+        Args:
+            name: the resource.
+
+        Returns:
+            A cold Observable of the resource's value.
+
+        Example:
+            >>> pipeline.observe("result").pipe(ops.map(str)).subscribe(print)
+        """
+        return observe(self, self._current_store(), name)
+
+    def feed(self, name: str, observable: Observable[Any]) -> abc.DisposableBase:
+        """Make the first item of ``observable`` the resource ``name`` of the current store.
+
+        Later items are ignored; an error of ``observable`` before its first item fails the
+        resource (its waiters get the error; a later push or feed can still set it). Items may
+        arrive on any thread: they are handed to the event loop's thread.
+
+        Args:
+            name: the resource.
+            observable: the source of its value.
+
+        Returns:
+            A disposable that stops listening to ``observable``.
+
+        Example:
+            >>> pipeline.feed("divisor", clicks.pipe(ops.map(lambda e: e.value)))
+        """
+        return feed(self._current_store(), name, observable)
+
+    def compute(
+        self, *targets: str | Step[Any], max_concurrency: int | None = None
+    ) -> Callable[[Observable[Mapping[str, Any]]], Observable[Any]]:
+        """An Rx operator computing ``targets`` for each item of a stream of inputs.
+
+        Each item is a mapping of resource names to values. For each, a fresh scope seeded with
+        it computes the targets (resource names or steps), and the operator emits the value, or
+        a tuple for several targets. Results come out in input order; at most
+        ``max_concurrency`` items are in flight (started and not yet emitted). A failing item
+        ends the stream with ``on_error`` (the Rx convention); to keep a stream alive past bad
+        items, compute each item in its own inner stream and catch there, e.g.
+        ``ops.concat_map(lambda item: reactivex.just(item).pipe(op, ops.catch(...)))``.
+
+        Args:
+            *targets: resource names or steps to compute per item.
+            max_concurrency: the most items in flight at once; None for no limit.
+
+        Returns:
+            An operator for ``source.pipe(...)``.
+
+        Raises:
+            TypeError: no targets.
+            ValueError: ``max_concurrency`` is not a whole number >= 1.
+
+        Example:
+            >>> reactivex.from_iterable([{"x": 1}, {"x": 2}]).pipe(pipeline.compute("double"))
+        """
+        return compute(self, targets, max_concurrency)
+
+    @property
+    def events(self) -> Observable[StepEvent]:
+        """An Observable of `StepEvent`: each step started, succeeded, failed, skipped, cancelled.
+
+        Events come from every store of the pipeline (``StepEvent.scope`` tells which). Without
+        subscribers no event is even built.
+        """
+        return self._events.observable
 
     # -- calling ------------------------------------------------------------------------------
 
@@ -194,6 +336,8 @@ class Pipeline:
             if all(is_present(subject) for subject in sources):
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("skip %s: its outputs are present", step.name)
+                if self._events.listening:
+                    self._events.emit(StepEvent(step.name, "skipped", scope=store.id))
                 values = [subject.value for subject in sources]
                 return values[0] if len(values) == 1 else tuple(values)
             running = store.active.get(step)

@@ -78,9 +78,21 @@ class Step(Generic[R]):
         params: the resources its parameters need, in signature order.
         is_async: whether the function is ``async def`` (otherwise it runs on an executor).
         pipeline: the pipeline it is registered on.
+        timeout: seconds an attempt may run before it fails with `TimeoutError`, or None.
+        retries: how many more times a failed attempt is re-run before the step fails.
+        retry_delay: seconds to wait between attempts.
     """
 
-    def __init__(self, fn: Callable[..., Any], provides: Provides, pipeline: Pipeline) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        provides: Provides,
+        pipeline: Pipeline,
+        *,
+        timeout: float | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"`step` decorates functions; got {fn!r}.")
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
@@ -99,6 +111,15 @@ class Step(Generic[R]):
         self.params = _parse_params(fn, self.name)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.pipeline = pipeline
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"`timeout` of `{self.name}` must be positive seconds or None.")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"`retries` of `{self.name}` must be a whole number >= 0.")
+        if not retry_delay >= 0:
+            raise ValueError(f"`retry_delay` of `{self.name}` must be seconds >= 0.")
+        self.timeout = timeout
+        self.retries = retries
+        self.retry_delay = retry_delay
 
     def __call__(self, **resources: Any) -> Coroutine[Any, Any, R]:
         """Compute this step; see the class docstring."""

@@ -45,9 +45,10 @@ class Store:
     finished loop are forgotten when another loop takes the store over.
     """
 
-    __slots__ = ("active", "loop", "subjects")
+    __slots__ = ("active", "id", "loop", "subjects")
 
-    def __init__(self) -> None:
+    def __init__(self, id: int = 0) -> None:
+        self.id = id  # 0 for a pipeline's own store, then one per scope
         self.subjects: dict[str, AsyncSubject[Any]] = {}
         self.active: dict[Step[Any], Activation] = {}
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -50,22 +50,27 @@ class MissingResourceError(PipelineError):
         step: the called step.
     """
 
-    def __init__(self, missing: Sequence[tuple[str, tuple[str, ...]]], step: str) -> None:
+    def __init__(
+        self, missing: Sequence[tuple[str, tuple[str, ...]]], step: str, hint: str | None = None
+    ) -> None:
         self.missing = tuple(missing)
         self.resource, self.needed_by = self.missing[0]
         self.step = step
         chains: dict[str, list[tuple[str, ...]]] = {}
         for resource, chain in self.missing:
             chains.setdefault(resource, []).append(chain)
-        lines = [
-            f"No step provides `{resource}`, needed by "
-            + " and by ".join(" <- ".join(f"`{s}`" for s in chain) for chain in needed)
-            + "."
-            for resource, needed in chains.items()
-        ]
+        lines = []
+        for resource, needed in chains.items():
+            by = " and by ".join(" <- ".join(f"`{s}`" for s in chain) for chain in needed if chain)
+            lines.append(
+                f"No step provides `{resource}`, needed by {by}."
+                if by
+                else f"No step provides `{resource}` and no value was given for it."
+            )
         kwargs = ", ".join(f"{resource}=..." for resource in chains)
         lines.append(
-            f"Pass {'it' if len(chains) == 1 else 'them'} to the call "
+            hint
+            or f"Pass {'it' if len(chains) == 1 else 'them'} to the call "
             f"(`{step}({kwargs})`) or with `add_environment_resources({kwargs})`."
         )
         super().__init__(" ".join(lines))

@@ -16,14 +16,17 @@ DOCUMENTED = {
     "Pipeline",
     "PipelineError",
     "ResourceConflictError",
+    "Scope",
     "Step",
     "StepDecorator",
+    "StepEvent",
     "StepOutputError",
     "__version__",
     "add_environment_resources",
     "default_pipeline",
     "resource",
     "resource_ready",
+    "scope",
     "step",
 }
 
@@ -36,7 +39,18 @@ def test_all_matches_documented_names() -> None:
 
 
 def test_private_modules_export_what_they_define() -> None:
-    for module_name in ("_api", "_join", "_pipeline", "_step", "_store", "_activation"):
+    for module_name in (
+        "_activation",
+        "_api",
+        "_events",
+        "_join",
+        "_pipeline",
+        "_rx",
+        "_scope",
+        "_step",
+        "_store",
+        "_threads",
+    ):
         module = importlib.import_module(f"pipeliner_rx.{module_name}")
         for name in module.__all__:
             assert hasattr(module, name), (module_name, name)

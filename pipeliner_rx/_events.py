@@ -1,0 +1,63 @@
+"""StepEvent and the pipeline's stream of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from reactivex import Observable, abc
+from reactivex.subject import Subject
+
+__all__ = ["EventKind", "Events", "StepEvent"]
+
+EventKind = Literal["started", "succeeded", "failed", "skipped", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepEvent:
+    """Something that happened to a step in one store.
+
+    Attributes:
+        step: the step's name.
+        kind: ``"started"``, ``"succeeded"``, ``"failed"``, ``"skipped"`` (its outputs were
+            present, so it did not run) or ``"cancelled"`` (nobody needed it any more).
+        elapsed: seconds since the attempt started, for ``succeeded``, ``failed`` and
+            ``cancelled``; None otherwise.
+        error: the exception, for ``failed``; None otherwise.
+        scope: the id of the store: 0 for the pipeline's own store, a positive number per scope.
+        attempt: the attempt this event belongs to, counting from 1 (see ``retries``).
+    """
+
+    step: str
+    kind: EventKind
+    elapsed: float | None = None
+    error: BaseException | None = None
+    scope: int = 0
+    attempt: int = 1
+
+
+class Events:
+    """The pipeline's event stream; emitting costs one list check while nobody listens."""
+
+    __slots__ = ("_subject", "observable")
+
+    def __init__(self) -> None:
+        self._subject: Subject[StepEvent] = Subject()
+        subject = self._subject
+
+        def subscribe(
+            observer: abc.ObserverBase[StepEvent], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            return subject.subscribe(observer)
+
+        # Callers get an Observable, not the Subject itself: they listen, they do not emit.
+        self.observable: Observable[StepEvent] = Observable(subscribe)
+
+    @property
+    def listening(self) -> bool:
+        """Whether anyone subscribes (checked before building an event)."""
+        return bool(self._subject.observers)
+
+    def emit(self, event: StepEvent) -> None:
+        """Send ``event`` to every subscriber."""
+        self._subject.on_next(event)

@@ -1,0 +1,126 @@
+"""Scope: a store of its own, bound to a context variable so that it follows asyncio tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from reactivex import Observable, abc
+
+from ._rx import feed, observe
+from ._store import Store
+from .exceptions import PipelineError
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
+    from ._step import Step
+
+__all__ = ["Scope"]
+
+_ids = itertools.count(1)
+
+
+class Scope:
+    """A private store over a pipeline: one run, one request, one item of a stream.
+
+    Inside ``with scope:`` or ``async with scope:`` (a context variable, so it follows the
+    asyncio tasks created inside), step calls, `Pipeline.resource`, `Pipeline.resource_ready` and
+    `Pipeline.add_environment_resources` of the pipeline act on the scope's store. It starts
+    with the values pushed to the pipeline with ``add_environment_resources`` (not the values
+    its steps computed), overridden by the scope's own arguments. Nothing computed in a scope
+    leaks into the pipeline's store or another scope.
+
+    Leaving the scope cancels its still-running steps (``async with`` waits until they have
+    finished) and fails whoever still awaits one of its missing resources.
+
+    Example:
+        >>> async def handle(request_id, divisor):
+        ...     async with pipeline.scope(divisor=divisor):
+        ...         return await get_division()
+    """
+
+    def __init__(self, pipeline: Pipeline, resources: dict[str, Any]) -> None:
+        self.pipeline = pipeline
+        self.id = next(_ids)
+        self._store = Store(self.id)
+        self._store.push({**pipeline._environment, **resources})
+        self._tokens: list[Token[Store | None]] = []
+
+    def __repr__(self) -> str:
+        return f"<Scope {self.id} of {self.pipeline!r}>"
+
+    # -- entering and leaving -----------------------------------------------------------------
+
+    def __enter__(self) -> Scope:
+        self._tokens.append(self.pipeline._scope_var.set(self._store))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.pipeline._scope_var.reset(self._tokens.pop())
+        self.close()
+
+    async def __aenter__(self) -> Scope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.pipeline._scope_var.reset(self._tokens.pop())
+        tasks = self.close()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def close(self) -> list[asyncio.Task[None]]:
+        """Cancel the scope's running steps and fail its waiters; return the cancelled tasks."""
+        store = self._store
+        tasks = [a.task for a in store.active.values() if a.task is not None and not a.task.done()]
+        store.clear(
+            PipelineError(
+                f"Scope {self.id} was closed while this resource was awaited. Await the "
+                f"results you need inside the scope."
+            )
+        )
+        return tasks
+
+    # -- the scope's store --------------------------------------------------------------------
+
+    async def resource(self, name: str) -> Any:
+        """Return a resource of this scope, computing it if needed; see `Pipeline.resource`."""
+        return await self.pipeline._resource(self._store, name)
+
+    def resource_ready(self, name: str) -> bool:
+        """Whether a resource of this scope holds a value."""
+        return self._store.present(name)
+
+    def add_environment_resources(self, **resources: Any) -> None:
+        """Set resources of this scope only; see `Pipeline.add_environment_resources`."""
+        self.pipeline._push(self._store, resources)
+
+    def observe(self, name: str) -> Observable[Any]:
+        """An Observable of a resource of this scope; see `Pipeline.observe`."""
+        return observe(self.pipeline, self._store, name)
+
+    def feed(self, name: str, observable: Observable[Any]) -> abc.DisposableBase:
+        """Make the first item of ``observable`` a resource of this scope; see `Pipeline.feed`."""
+        return feed(self._store, name, observable)
+
+    async def _compute(self, target: str | Step[Any]) -> Any:
+        """Compute a target strictly: a missing input is an error, not a wait."""
+        if isinstance(target, str):
+            return await self.pipeline._resource(self._store, target, strict=True)
+        token = self.pipeline._scope_var.set(self._store)
+        try:
+            return await target()
+        finally:
+            self.pipeline._scope_var.reset(token)

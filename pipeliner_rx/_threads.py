@@ -1,0 +1,56 @@
+"""Hand work to the event loop's thread, where every store change happens."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["call_on_loop", "on_loop_thread", "run_on_loop"]
+
+T = TypeVar("T")
+
+
+def on_loop_thread(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether the caller may touch state owned by ``loop`` directly.
+
+    True on the loop's own thread, and when no loop is running it (before ``asyncio.run``,
+    after it, or no loop at all): then nobody else can be touching it either.
+    """
+    if loop is None or not loop.is_running():
+        return True
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def call_on_loop(
+    loop: asyncio.AbstractEventLoop | None, fn: Callable[..., Any], *args: Any
+) -> None:
+    """Call ``fn(*args)`` now if on ``loop``'s thread, else schedule it there (fire and forget)."""
+    if loop is None or on_loop_thread(loop):
+        fn(*args)
+    else:
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def run_on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on ``loop``'s thread and return its result (or raise its error) here.
+
+    From another thread this blocks until the loop has run it, so the caller sees the same
+    result and the same exceptions as on the loop's thread.
+    """
+    if loop is None or on_loop_thread(loop):
+        return fn()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def apply() -> None:
+        try:
+            done.set_result(fn())
+        except BaseException as exc:  # handed back to the calling thread as is
+            done.set_exception(exc)
+
+    loop.call_soon_threadsafe(apply)
+    return done.result()
