@@ -85,6 +85,7 @@ class Scope:
         """Cancel the scope's running steps and fail its waiters; return the cancelled tasks."""
         store = self._store
         tasks = [a.task for a in store.active.values() if a.task is not None and not a.task.done()]
+        store.closed = True
         store.clear(
             PipelineError(
                 f"Scope {self.id} was closed while this resource was awaited. Await the "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from reactivex.subject import AsyncSubject
 
-from .exceptions import ResourceConflictError
+from .exceptions import PipelineError, ResourceConflictError
 
 if TYPE_CHECKING:
     from ._activation import Activation
@@ -45,13 +45,14 @@ class Store:
     finished loop are forgotten when another loop takes the store over.
     """
 
-    __slots__ = ("active", "id", "loop", "subjects")
+    __slots__ = ("active", "closed", "id", "loop", "subjects")
 
     def __init__(self, id: int = 0) -> None:
         self.id = id  # 0 for a pipeline's own store, then one per scope
         self.subjects: dict[str, AsyncSubject[Any]] = {}
         self.active: dict[Step[Any], Activation] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False  # a scope's store, once the scope is left
 
     def subject(self, name: str) -> AsyncSubject[Any]:
         """The subject of ``name``, created empty if the store has none yet."""
@@ -70,9 +71,18 @@ class Store:
         return self.subjects[name].value
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Make ``loop`` the store's loop, dropping what was pending on a previous one."""
-        if self.loop is loop:
+        """Make ``loop`` the store's loop, dropping what was pending on a previous one.
+
+        Every use of a store on a loop starts here, so this is also where a closed scope's
+        store refuses work.
+        """
+        if self.loop is loop and not self.closed:
             return
+        if self.closed:
+            raise PipelineError(
+                f"Scope {self.id} is closed: it was left before this call. Await the results "
+                f"you need inside the scope, or open a new one."
+            )
         if self.loop is not None:
             # Tasks and waiters of the old loop can never finish on this one: drop them, so
             # that new demand starts afresh instead of waiting on the dead.
@@ -86,6 +96,8 @@ class Store:
 
     def push(self, resources: Mapping[str, Any]) -> None:
         """Set resources, all or none: a different value for a present one is a conflict."""
+        if self.closed:
+            raise PipelineError(f"Scope {self.id} is closed; it takes no more resources.")
         for name, value in resources.items():
             subject = self.subjects.get(name)
             if subject is not None and is_present(subject) and not _same(subject.value, value):
