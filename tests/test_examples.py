@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ def run_example(name: str) -> str:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name)],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
         timeout=60,
         check=True,
     )
@@ -31,3 +33,24 @@ def run_example(name: str) -> str:
 
 def test_seed_example_prints_exactly_the_seed_output() -> None:
     assert run_example("example.py") == SEED_OUTPUT
+
+
+def test_per_request_example_keeps_requests_apart() -> None:
+    assert run_example("per_request.py") == (
+        "ada spent 13.50\ngrace spent 27.00\nlinus spent 40.50\n"
+    )
+
+
+def test_stream_example_prints_results_in_input_order() -> None:
+    assert run_example("stream.py") == (
+        "3 words, longest: pipelines\n"
+        "6 words, longest: fresh\n"
+        "5 words, longest: results\n"
+        "6 words, longest: flight\n"
+    )
+
+
+def test_push_example_reports_once_everything_arrived() -> None:
+    assert run_example("push.py") == (
+        "waiting for inputs\nreading arrived\nlocation arrived\nreport: 21.5 °C in Lisbon\n"
+    )
