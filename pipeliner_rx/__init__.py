@@ -26,6 +26,7 @@ from .exceptions import (
     PipelineError,
     ResourceConflictError,
     StepOutputError,
+    StepPicklingError,
 )
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "StepDecorator",
     "StepEvent",
     "StepOutputError",
+    "StepPicklingError",
     "__version__",
     "add_environment_resources",
     "default_pipeline",

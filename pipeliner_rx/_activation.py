@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from reactivex.subject import AsyncSubject
 
 from ._events import StepEvent
+from ._executors import run_sync
 from ._join import Join
 from ._store import Store, emit, is_present
 from .exceptions import CycleError, MissingResourceError, StepOutputError
@@ -174,8 +174,8 @@ class Activation:
         step = self.step
         if step.is_async:
             return await step.fn(**kwargs)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(step.fn, **kwargs))
+        executor = step.executor if step.executor is not None else step.pipeline.executor
+        return await run_sync(step, kwargs, executor)
 
     def _emit(self, result: Any) -> None:
         outputs = self.outputs

@@ -37,6 +37,7 @@ def step(
     timeout: float | None = None,
     retries: int = 0,
     retry_delay: float = 0.0,
+    executor: Any = None,
 ) -> StepDecorator: ...
 
 
@@ -46,6 +47,7 @@ def step(
     timeout: float | None = None,
     retries: int = 0,
     retry_delay: float = 0.0,
+    executor: Any = None,
 ) -> Step[Any] | StepDecorator:
     """Register a function as a step of the default pipeline; see `Pipeline.step`.
 
@@ -56,7 +58,9 @@ def step(
     """
     if callable(provides):
         return _default.step(provides)
-    return _default.step(provides, timeout=timeout, retries=retries, retry_delay=retry_delay)
+    return _default.step(
+        provides, timeout=timeout, retries=retries, retry_delay=retry_delay, executor=executor
+    )
 
 
 def add_environment_resources(**resources: Any) -> None:

@@ -13,6 +13,7 @@ from reactivex.subject import AsyncSubject
 
 from ._activation import Activation, activate, failure_chain, release
 from ._events import Events, StepEvent
+from ._executors import Executor, check_executor
 from ._join import Join
 from ._rx import compute, feed, observe
 from ._scope import Scope
@@ -44,6 +45,11 @@ class Pipeline:
     ``reactivex`` ``AsyncSubject``; a call activates only the providers of what is missing, each
     at most once per store, and runs them concurrently where they are independent.
 
+    Args:
+        executor: where plain ``def`` steps run unless a step names its own: any
+            `concurrent.futures.Executor` (thread or process pool) or a ``distributed.Client``.
+            None: the event loop's default thread pool.
+
     Example:
         >>> pipeline = Pipeline()
         >>> @pipeline.step(provides="double")
@@ -53,7 +59,9 @@ class Pipeline:
         42
     """
 
-    def __init__(self) -> None:
+    def __init__(self, executor: Executor = None) -> None:
+        check_executor(executor, "`Pipeline`")
+        self.executor: Executor = executor
         self._steps: dict[tuple[str, str], Step[Any]] = {}
         self._providers: dict[str, Step[Any]] = {}
         self._environment: dict[str, Any] = {}
@@ -82,6 +90,7 @@ class Pipeline:
         timeout: float | None = None,
         retries: int = 0,
         retry_delay: float = 0.0,
+        executor: Executor = None,
     ) -> StepDecorator: ...
 
     def step(
@@ -91,6 +100,7 @@ class Pipeline:
         timeout: float | None = None,
         retries: int = 0,
         retry_delay: float = 0.0,
+        executor: Executor = None,
     ) -> Step[Any] | StepDecorator:
         """Register a function as a step of this pipeline.
 
@@ -107,6 +117,8 @@ class Pipeline:
             retries: how many more times to run the step after an attempt raises (not after
                 cancellation); the step fails with the last attempt's error.
             retry_delay: seconds to wait before each retry.
+            executor: where this step runs if it is a plain ``def`` function, overriding the
+                pipeline's: a `concurrent.futures.Executor` or a ``distributed.Client``.
 
         Returns:
             A decorator registering the function and returning its `Step`.
@@ -114,6 +126,7 @@ class Pipeline:
         Raises:
             TypeError: ``provides`` is malformed, or the function takes ``*args``,
                 ``**kwargs`` or positional-only parameters.
+            TypeError: ``executor`` is neither an Executor nor a Dask client.
             ValueError: ``timeout``, ``retries`` or ``retry_delay`` is out of range.
             DuplicateProviderError: another step already provides one of the resources.
 
@@ -127,7 +140,15 @@ class Pipeline:
 
         def decorator(fn: Callable[..., Any], /) -> Step[Any]:
             return self._register(
-                Step(fn, provides, self, timeout=timeout, retries=retries, retry_delay=retry_delay)
+                Step(
+                    fn,
+                    provides,
+                    self,
+                    timeout=timeout,
+                    retries=retries,
+                    retry_delay=retry_delay,
+                    executor=executor,
+                )
             )
 
         return decorator

@@ -8,6 +8,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._executors import check_executor
+
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
 
@@ -81,6 +83,8 @@ class Step(Generic[R]):
         timeout: seconds an attempt may run before it fails with `TimeoutError`, or None.
         retries: how many more times a failed attempt is re-run before the step fails.
         retry_delay: seconds to wait between attempts.
+        executor: where a plain ``def`` step runs (None: the pipeline's executor, else the
+            loop's default thread pool).
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class Step(Generic[R]):
         timeout: float | None = None,
         retries: int = 0,
         retry_delay: float = 0.0,
+        executor: Any = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"`step` decorates functions; got {fn!r}.")
@@ -120,6 +125,8 @@ class Step(Generic[R]):
         self.timeout = timeout
         self.retries = retries
         self.retry_delay = retry_delay
+        check_executor(executor, f"`{self.name}`")
+        self.executor = executor
 
     def __call__(self, **resources: Any) -> Coroutine[Any, Any, R]:
         """Compute this step; see the class docstring."""
@@ -127,3 +134,7 @@ class Step(Generic[R]):
 
     def __repr__(self) -> str:
         return f"<Step {self.name} provides={self.provides!r}>"
+
+    def __reduce__(self) -> str:
+        # Pickled by reference, like the module-level function it replaces.
+        return self.key[1]

@@ -8,6 +8,7 @@ step keeps its type and reaches the caller with a note naming the step that rais
     ├── CycleError             the providers of a demanded resource depend on themselves
     ├── DuplicateProviderError two different steps provide the same resource
     ├── StepOutputError        a step's return value does not match its ``provides``
+    ├── StepPicklingError      a sync step cannot be shipped to a worker process
     └── ResourceConflictError  a resource is given a value different from the one it holds
 
 Registration errors that are plain programming mistakes (a bad ``provides``, ``*args`` or
@@ -16,6 +17,7 @@ Registration errors that are plain programming mistakes (a bad ``provides``, ``*
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "PipelineError",
     "ResourceConflictError",
     "StepOutputError",
+    "StepPicklingError",
 ]
 
 
@@ -164,4 +167,27 @@ class ResourceConflictError(PipelineError):
         super().__init__(
             f"`{resource}` already holds {current!r}; refusing the different value {new!r}. "
             f"Use a fresh store for new inputs (`pipeline.reset()`, or a scope per run)."
+        )
+
+
+class StepPicklingError(PipelineError, pickle.PicklingError):
+    """A sync step cannot be sent to another process (a process pool or a Dask worker).
+
+    Workers receive a step by reference (its module and qualified name) and import it there,
+    so the step must be defined at module level of an importable module.
+
+    Attributes:
+        step: the step.
+        path: its module and qualified name.
+        reason: what pickling said.
+    """
+
+    def __init__(self, step: str, path: str, reason: str) -> None:
+        self.step = step
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"`{step}` (`{path}`) cannot be sent to a worker process: {reason}. Define the step "
+            f"at module level of an importable module, or give it a thread pool "
+            f"(`executor=ThreadPoolExecutor()`)."
         )

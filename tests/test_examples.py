@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,3 +57,11 @@ def test_push_example_reports_once_everything_arrived() -> None:
     assert run_example("push.py") == (
         "waiting for inputs\nreading arrived\nlocation arrived\nreport: 21.5 °C in Lisbon\n"
     )
+
+
+def test_dask_example_runs_heavy_steps_on_cluster_workers() -> None:
+    pytest.importorskip("distributed")
+    lines = run_example("dask_cluster.py").splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(r"sum_of_squares = 332833500 \(ran on worker [01]\)", lines[0])
+    assert re.fullmatch(r"sum_of_cubes = 249500250000 \(ran on worker [01]\)", lines[1])

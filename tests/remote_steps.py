@@ -1,0 +1,43 @@
+"""Module-level sync steps, importable by worker processes (process pools, Dask workers)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pipeliner_rx import Pipeline
+
+pipeline = Pipeline()
+
+
+@pipeline.step(provides="pid")
+def worker_pid() -> int:
+    return os.getpid()
+
+
+@pipeline.step(provides="squares")
+def sum_squares(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+@pipeline.step(provides="broken")
+def broken(n: int) -> int:
+    raise KeyError(f"no entry {n}")
+
+
+@pipeline.step(provides="slept")
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@pipeline.step(provides="worker")
+def which_worker(squares: int) -> str:
+    from distributed import get_worker
+
+    return get_worker().address
+
+
+@pipeline.step()
+async def report(squares: int, worker: str) -> str:
+    return f"{squares} on {worker}"
