@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, overload
 
@@ -14,6 +14,7 @@ from reactivex.subject import AsyncSubject
 from ._activation import Activation, activate, failure_chain, release
 from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
+from ._graph import Plan, make_plan, to_dot, to_mermaid
 from ._join import Join
 from ._rx import compute, feed, observe
 from ._scope import Scope
@@ -342,6 +343,61 @@ class Pipeline:
         """
         return self._events.observable
 
+    # -- looking at the pipeline --------------------------------------------------------------
+
+    def to_mermaid(self, targets: Iterable[str | Step[Any]] | None = None) -> str:
+        """The pipeline as a Mermaid ``flowchart``.
+
+        Steps are boxes and resources rounded nodes, with edges resource -> step -> resource.
+        Resources nothing provides (inputs) are marked *input*, those already present in the
+        current store *present*.
+
+        Args:
+            targets: draw only what these resources or steps need (None: everything).
+
+        Returns:
+            Mermaid source, e.g. for a Markdown ``mermaid`` block.
+        """
+        return to_mermaid(
+            self._steps.values(), self._providers, self._current_store(), _names(targets)
+        )
+
+    def to_dot(self, targets: Iterable[str | Step[Any]] | None = None) -> str:
+        """The pipeline as a Graphviz ``digraph``, valid input for ``dot``.
+
+        Steps are boxes, resources ellipses; inputs are dashed and marked *input*, resources
+        present in the current store are green, double-bordered and marked *present*.
+
+        Args:
+            targets: draw only what these resources or steps need (None: everything).
+
+        Returns:
+            DOT source; render it with ``dot -Tsvg``.
+        """
+        return to_dot(self._steps.values(), self._providers, self._current_store(), _names(targets))
+
+    def plan(self, target: str | Step[Any], **resources: Any) -> Plan:
+        """What calling ``target`` would run, worked out without running or storing anything.
+
+        Args:
+            target: a step, a resource name, or a step name (a resource name wins on a clash).
+            **resources: values the call would supply, as keyword arguments of the call.
+
+        Returns:
+            A `Plan`: ``runs`` (in dependency order), ``skips``, ``missing``; ``str(plan)``
+            explains each.
+
+        Raises:
+            CycleError: the target's providers form a cycle.
+            PipelineError: ``target`` names nothing in this pipeline.
+
+        Example:
+            >>> print(pipeline.plan("get_division", base=38))
+        """
+        return make_plan(
+            target, self._steps.values(), self._providers, self._current_store(), resources
+        )
+
     # -- calling ------------------------------------------------------------------------------
 
     async def _call(self, step: Step[Any], resources: dict[str, Any]) -> Any:
@@ -406,3 +462,11 @@ async def _wait(
                 if note not in getattr(exc, "__notes__", ()):
                     exc.add_note(note)
         raise
+
+
+def _names(targets: Iterable[str | Step[Any]] | None) -> list[str] | None:
+    if targets is None:
+        return None
+    if isinstance(targets, (str, Step)):
+        targets = [targets]
+    return [t if isinstance(t, str) else t.name for t in targets]

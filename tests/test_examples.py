@@ -23,7 +23,11 @@ result * modulus is 24 and result - modulus is 10
 
 
 def run_example(name: str) -> str:
-    result = subprocess.run(
+    return run_example_full(name).stdout
+
+
+def run_example_full(name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, str(ROOT / "examples" / name)],
         capture_output=True,
         encoding="utf-8",
@@ -31,7 +35,6 @@ def run_example(name: str) -> str:
         timeout=60,
         check=True,
     )
-    return result.stdout
 
 
 def test_seed_example_prints_exactly_the_seed_output() -> None:
@@ -65,3 +68,10 @@ def test_dask_example_runs_heavy_steps_on_cluster_workers() -> None:
     assert len(lines) == 2
     assert re.fullmatch(r"sum_of_squares = 332833500 \(ran on worker [01]\)", lines[0])
     assert re.fullmatch(r"sum_of_cubes = 249500250000 \(ran on worker [01]\)", lines[1])
+
+
+def test_progress_example_shows_all_30_steps() -> None:
+    pytest.importorskip("rich")
+    result = run_example_full("progress.py")
+    assert result.stdout == "30 steps ran; report = 46\n"
+    assert "30/30" in result.stderr
