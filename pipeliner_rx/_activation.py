@@ -22,7 +22,7 @@ from ._events import StepEvent
 from ._executors import run_sync
 from ._join import Join
 from ._store import Store, emit, is_present
-from .exceptions import CycleError, MissingResourceError, StepOutputError
+from .exceptions import CycleError, MissingResourceError, PipelineError, StepOutputError
 
 if TYPE_CHECKING:
     from ._step import Step
@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 __all__ = ["Activation", "activate", "failure_chain", "release"]
 
 logger = logging.getLogger("pipeliner_rx")
+
+# The activation whose step is running in the current task: a demand made from inside a step
+# that comes back to that same step would wait on itself.
+_running: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
+    "pipeliner_rx_running", default=None
+)
 
 
 class Activation:
@@ -46,6 +52,7 @@ class Activation:
         "step",
         "store",
         "task",
+        "unprovided",
         "upstream",
     )
 
@@ -57,6 +64,8 @@ class Activation:
         self.outputs: list[AsyncSubject[Any]] = []
         self.inputs: list[str] = []
         self.upstream: list[Activation] = []
+        # Inputs nothing provides, awaited until someone pushes them (lenient demand only).
+        self.unprovided: list[str] = []
         self.demand = 0
         self.join: Join | None = None
         self.task: asyncio.Task[None] | None = None
@@ -68,8 +77,7 @@ class Activation:
         store = self.store
         if self.private:
             self.outputs = [AsyncSubject()]
-        else:
-            self.outputs = [store.subject(name) for name in self.step.provides]
+            store.private.add(self)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("activate %s", self.step.name)
         providers = self.step.pipeline._providers
@@ -80,12 +88,20 @@ class Activation:
         ]
         self.join = Join([store.subject(name) for name in self.inputs], self._ready, self._lost)
 
+    def _subjects(self) -> list[AsyncSubject[Any]]:
+        # Looked up when needed, not kept: a failed resource gets a fresh subject meanwhile.
+        if self.private:
+            return self.outputs
+        return [self.store.subject(name) for name in self.step.provides]
+
     def _ready(self, values: list[Any]) -> None:
         self.join = None
-        self.upstream = []  # all finished: nothing left to release
+        # Inputs that were pushed instead of computed leave their providers unneeded.
+        upstream, self.upstream = self.upstream, []
+        release(upstream)
         step = self.step
         store = self.store
-        if not self.private and all(is_present(subject) for subject in self.outputs):
+        if not self.private and all(is_present(subject) for subject in self._subjects()):
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("skip %s: its outputs are present", step.name)
             events = step.pipeline._events
@@ -108,6 +124,7 @@ class Activation:
             self.task = loop.create_task(self._run(kwargs), context=context)
 
     async def _run(self, kwargs: dict[str, Any]) -> None:
+        _running.set(self)
         step = self.step
         events = step.pipeline._events
         scope = self.store.id
@@ -123,12 +140,7 @@ class Activation:
             try:
                 result = await self._attempt(kwargs)
             except asyncio.CancelledError:
-                # Resources stay missing, so a later demand computes them afresh.
-                if debug:
-                    logger.debug("cancelled %s", step.name)
-                if events.listening:
-                    elapsed = time.perf_counter() - start
-                    events.emit(StepEvent(step.name, "cancelled", elapsed, None, scope, attempt))
+                self._cancelled(start, attempt)
                 raise
             except Exception as exc:
                 if debug:
@@ -138,7 +150,11 @@ class Activation:
                     events.emit(StepEvent(step.name, "failed", elapsed, exc, scope, attempt))
                 if attempt <= step.retries:
                     if step.retry_delay:
-                        await asyncio.sleep(step.retry_delay)
+                        try:
+                            await asyncio.sleep(step.retry_delay)
+                        except asyncio.CancelledError:
+                            self._cancelled(start, attempt)
+                            raise
                     continue
                 names = ", ".join(f"`{name}`" for name in step.provides)
                 tries = f" in each of {attempt} attempts" if attempt > 1 else ""
@@ -155,6 +171,26 @@ class Activation:
                 events.emit(StepEvent(step.name, "succeeded", elapsed, None, scope, attempt))
             self._emit(result)
             return
+
+    def _cancelled(self, start: float, attempt: int) -> None:
+        step = self.step
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("cancelled %s", step.name)
+        events = step.pipeline._events
+        if events.listening:
+            elapsed = time.perf_counter() - start
+            events.emit(StepEvent(step.name, "cancelled", elapsed, None, self.store.id, attempt))
+        if not self.finished:
+            # Not cancelled by the library (which retires an activation before cancelling it):
+            # the step raised CancelledError itself, or someone cancelled its task. Whoever
+            # waits on it must hear of it rather than wait forever.
+            self._fail(
+                PipelineError(
+                    f"`{step.name}` was cancelled from outside pipeliner_rx (it raised "
+                    f"CancelledError, or its task was cancelled), so its outputs are missing. "
+                    f"Demand them again to rerun it."
+                )
+            )
 
     async def _attempt(self, kwargs: dict[str, Any]) -> Any:
         step = self.step
@@ -178,7 +214,7 @@ class Activation:
         return await run_sync(step, kwargs, executor)
 
     def _emit(self, result: Any) -> None:
-        outputs = self.outputs
+        outputs = self._subjects()
         if len(outputs) == 1:
             values: Sequence[Any] = (result,)
         elif isinstance(result, (tuple, list)) and len(result) == len(outputs):
@@ -210,22 +246,31 @@ class Activation:
         if self.private:
             self.outputs[0].on_error(error)
         else:
-            for name, subject in zip(self.step.provides, self.outputs, strict=True):
-                self.store.fail(name, subject, error)
+            for name in self.step.provides:
+                self.store.fail(name, error)
         upstream, self.upstream = self.upstream, []
         release(upstream)
 
     def _retire(self) -> None:
         self.finished = True
+        if self.private:
+            self.store.private.discard(self)
+            return
         active = self.store.active
         if active.get(self.step) is self:
             del active[self.step]
 
-    def cancel(self) -> None:
-        """Stop waiting or running; the outputs stay missing."""
+    def cancel(self, error: Exception | None = None) -> None:
+        """Stop waiting or running; the outputs stay missing.
+
+        ``error`` goes to whoever awaits a step that provides nothing (its caller), when the
+        caller is not the one going away.
+        """
         if self.finished:
             return
         self._retire()
+        if self.private and error is not None:
+            self.outputs[0].on_error(error)
         if self.join is not None:
             self.join.dispose()
             self.join = None
@@ -259,7 +304,7 @@ def failure_chain(activation: Activation) -> list[str]:
 
 
 class _Frame:
-    __slots__ = ("deps", "index", "step", "via")
+    __slots__ = ("deps", "index", "step", "unprovided", "via")
 
     def __init__(self, step: Step[Any], via: str | None) -> None:
         self.step = step
@@ -267,6 +312,7 @@ class _Frame:
         self.index = 0
         # Ordered set of the activations this step waits on.
         self.deps: dict[Activation, None] = {}
+        self.unprovided: list[str] = []
 
 
 def activate(
@@ -282,10 +328,11 @@ def activate(
 
     Walks the missing part of the graph depth first with an explicit stack, so depth costs no
     recursion. ``strict`` (a step call) raises `MissingResourceError` for inputs nothing can
-    supply, before anything starts; otherwise such inputs are awaited until someone pushes them.
-    A provider met again on the walk's own path is a `CycleError`. ``step`` itself is activated
-    (privately if it provides nothing). Each returned activation carries one demand for the
-    caller, to be withdrawn with `release` if the caller goes away early.
+    supply, before anything starts, also when they are awaited by steps already active;
+    otherwise such inputs are awaited until someone pushes them. A provider met again on the
+    walk's own path, or the step whose task makes this demand, is a `CycleError`. ``step``
+    itself is activated (privately if it provides nothing) unless it is active already. Each
+    returned activation carries one demand for the caller, withdrawn with `release`.
     """
     active = store.active
     created: dict[Step[Any], Activation] = {}
@@ -294,24 +341,58 @@ def activate(
     missing: list[tuple[str, tuple[str, ...]]] = []
     stack: list[_Frame] = []
     root = _Frame(step, None) if step is not None else None
+    running = _running.get()
 
-    def need(name: str, has_default: bool, deps: dict[Activation, None]) -> None:
+    def chain() -> tuple[str, ...]:
+        return tuple(frame.step.name for frame in reversed(stack))
+
+    def inspect_active(found: Activation, via: str) -> None:
+        # An activation of an earlier demand: look through it (iteratively) for inputs that
+        # only a push can supply, and for the step that is making this demand.
+        seen: set[Activation] = set()
+        work = [(found, (found.step.name, *chain()))]
+        while work:
+            activation, needed_by = work.pop()
+            if activation in seen or activation.finished:
+                continue
+            seen.add(activation)
+            if activation is running:
+                # `via` flows up the walk's stack to what the running step awaits inside.
+                path = [via]
+                for frame in reversed(stack):
+                    path += [frame.step.name, frame.via or frame.step.name]
+                raise CycleError([*path, activation.step.name, activation.step.provides[0]])
+            if strict:
+                missing.extend(
+                    (name, needed_by) for name in activation.unprovided if not store.present(name)
+                )
+            work.extend((up, (up.step.name, *needed_by)) for up in activation.upstream)
+
+    def need(name: str, has_default: bool, frame: _Frame | None) -> None:
         if store.present(name):
             return
         provider = providers.get(name)
         if provider is None:
-            if strict and not has_default:
-                missing.append((name, tuple(frame.step.name for frame in reversed(stack))))
+            if not has_default:
+                if strict:
+                    missing.append((name, chain()))
+                elif frame is not None:
+                    frame.unprovided.append(name)
             return
-        found = active.get(provider) or created.get(provider)
+        deps = frame.deps if frame is not None else top
+        found = created.get(provider)
+        if found is None:
+            found = active.get(provider)
+            if found is not None:
+                inspect_active(found, name)
         if found is not None:
             deps[found] = None
             return
         at = on_path.get(provider)
         if at is not None:
             path = [name]
-            for frame in reversed(stack[at + 1 :]):
-                path += [frame.step.name, frame.via or ""]
+            for frame_ in reversed(stack[at + 1 :]):
+                path += [frame_.step.name, frame_.via or ""]
             raise CycleError([*path, provider.name, name])
         on_path[provider] = len(stack)
         stack.append(_Frame(provider, name))
@@ -323,13 +404,14 @@ def activate(
             if frame.index < len(params):
                 param = params[frame.index]
                 frame.index += 1
-                need(param.name, param.has_default, frame.deps)
+                need(param.name, param.has_default, frame)
                 continue
             stack.pop()
             del on_path[frame.step]
             private = frame is root and not frame.step.provides
             activation = Activation(frame.step, store, private)
             activation.upstream = list(frame.deps)
+            activation.unprovided = frame.unprovided
             if not private:
                 created[frame.step] = activation
             order.append(activation)
@@ -337,11 +419,16 @@ def activate(
 
     top: dict[Activation, None] = {}
     if root is not None:
-        on_path[root.step] = 0
-        stack.append(root)
-        walk()
+        found = active.get(root.step) if root.step.provides else None
+        if found is not None:
+            inspect_active(found, root.step.provides[0])
+            top[found] = None
+        else:
+            on_path[root.step] = 0
+            stack.append(root)
+            walk()
     for name in names:
-        need(name, False, top)
+        need(name, False, None)
         walk()
     if missing:
         raise MissingResourceError(missing, step.name if step is not None else names[0], hint)

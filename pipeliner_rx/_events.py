@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
 from reactivex import Observable, abc
 from reactivex.subject import Subject
+
+from ._threads import guarded
 
 __all__ = ["EventKind", "Events", "StepEvent"]
 
@@ -48,7 +51,16 @@ class Events:
         def subscribe(
             observer: abc.ObserverBase[StepEvent], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            return subject.subscribe(observer)
+            # A subscriber that raises must not break the step that emitted the event, nor
+            # keep the event from the other subscribers.
+            def on_next(event: StepEvent) -> None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None
+                guarded(loop, observer.on_next, event)
+
+            return subject.subscribe(on_next, observer.on_error, observer.on_completed)
 
         # Callers get an Observable, not the Subject itself: they listen, they do not emit.
         self.observable: Observable[StepEvent] = Observable(subscribe)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import importlib
 import inspect
@@ -114,7 +115,8 @@ async def run_sync(step: Step[Any], kwargs: dict[str, Any], executor: Executor) 
     loop = asyncio.get_running_loop()
     call = StepCall(step, kwargs)
     if executor is None or isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-        return await loop.run_in_executor(executor, call)
+        # In-process: keep the caller's context (its scope), as `asyncio.to_thread` does.
+        return await loop.run_in_executor(executor, contextvars.copy_context().run, call)
     if _is_dask_client(executor):
         return await _run_on_dask(executor, call)
     if isinstance(executor, concurrent.futures.ProcessPoolExecutor):

@@ -417,12 +417,7 @@ class Pipeline:
                     self._events.emit(StepEvent(step.name, "skipped", scope=store.id))
                 values = [subject.value for subject in sources]
                 return values[0] if len(values) == 1 else tuple(values)
-            running = store.active.get(step)
-            if running is not None:
-                running.demand += 1
-                demands = [running]
-            else:
-                demands = activate(store, self._providers, step=step, strict=True)
+            demands = activate(store, self._providers, step=step, strict=True)
         else:
             demands = activate(store, self._providers, step=step, strict=True)
             sources = demands[0].outputs
@@ -449,7 +444,7 @@ async def _wait(
 
     join = Join(sources, ready, failed)
     try:
-        return await future
+        values = await future
     except asyncio.CancelledError:
         join.dispose()
         release(demands)
@@ -462,6 +457,9 @@ async def _wait(
                 if note not in getattr(exc, "__notes__", ()):
                     exc.add_note(note)
         raise
+    # Providers still pending although the values arrived (pushed meanwhile) are not needed.
+    release(demands)
+    return values
 
 
 def _names(targets: Iterable[str | Step[Any]] | None) -> list[str] | None:

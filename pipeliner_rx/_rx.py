@@ -14,7 +14,7 @@ from reactivex.disposable import Disposable, SingleAssignmentDisposable
 from ._activation import activate, release
 from ._join import Join
 from ._store import Store, is_present
-from ._threads import call_on_loop, on_loop_thread
+from ._threads import call_on_loop, guarded, on_loop_thread
 from .exceptions import PipelineError
 
 if TYPE_CHECKING:
@@ -50,7 +50,10 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
             inner = SingleAssignmentDisposable()
 
             def later() -> None:
-                inner.disposable = subscribe(observer)
+                try:
+                    inner.disposable = subscribe(observer)
+                except Exception as exc:  # as reactivex's own subscribe would route it
+                    observer.on_error(exc)
 
             loop.call_soon_threadsafe(later)
             return Disposable(lambda: call_on_loop(loop, inner.dispose))
@@ -62,12 +65,15 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
             return Disposable()
         demands = activate(store, pipeline._providers, names=(name,), strict=False)
 
+        # The observer is the user's: what it raises must not stop the pipeline's own
+        # notifications, so it goes to the loop's exception handler instead.
         def ready(values: list[Any]) -> None:
-            observer.on_next(values[0])
-            observer.on_completed()
+            release(demands)
+            guarded(loop, observer.on_next, values[0])
+            guarded(loop, observer.on_completed)
 
         def failed(error: Exception, index: int) -> None:
-            observer.on_error(error)
+            guarded(loop, observer.on_error, error)
 
         join = Join([subject], ready, failed)
 
@@ -84,9 +90,9 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
 def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase:
     """Make the first item of ``source`` resource ``name``; see `Pipeline.feed`."""
     try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        store.bind(asyncio.get_running_loop())
     except RuntimeError:
-        loop = store.loop
+        pass  # no loop yet: items are handed to whichever loop the store is bound to then
     subscription = SingleAssignmentDisposable()
     taken = False
 
@@ -106,11 +112,12 @@ def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase
         if taken:
             return
         taken = True
-        store.fail(name, store.subject(name), error)
+        store.fail(name, error)
 
+    # The loop is looked up per item: the store may be bound only after `feed` was called.
     subscription.disposable = source.subscribe(
-        lambda value: call_on_loop(loop, take, value),
-        lambda error: call_on_loop(loop, fail, error),
+        lambda value: call_on_loop(store.loop, take, value),
+        lambda error: call_on_loop(store.loop, fail, error),
     )
     return subscription
 
@@ -172,21 +179,23 @@ def compute(
                     )
                     if error is not None:
                         stop()
-                        observer.on_error(
-                            error if isinstance(error, Exception) else PipelineError(repr(error))
+                        guarded(
+                            loop,
+                            observer.on_error,
+                            error if isinstance(error, Exception) else PipelineError(repr(error)),
                         )
                         return
-                    observer.on_next(task.result())
+                    guarded(loop, observer.on_next, task.result())
                     while backlog and (max_concurrency is None or len(pending) < max_concurrency):
                         start(backlog.popleft())
                 if not stopped and source_done and not pending and not backlog:
                     stopped = True
-                    observer.on_completed()
+                    guarded(loop, observer.on_completed)
 
             def on_source_error(error: Exception) -> None:
                 if not stopped:
                     stop()
-                    observer.on_error(error)
+                    guarded(loop, observer.on_error, error)
 
             def on_source_completed() -> None:
                 nonlocal source_done

@@ -84,7 +84,11 @@ class Scope:
     def close(self) -> list[asyncio.Task[None]]:
         """Cancel the scope's running steps and fail its waiters; return the cancelled tasks."""
         store = self._store
-        tasks = [a.task for a in store.active.values() if a.task is not None and not a.task.done()]
+        tasks = [
+            a.task
+            for a in [*store.active.values(), *store.private]
+            if a.task is not None and not a.task.done()
+        ]
         store.closed = True
         store.clear(
             PipelineError(

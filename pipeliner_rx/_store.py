@@ -45,12 +45,13 @@ class Store:
     finished loop are forgotten when another loop takes the store over.
     """
 
-    __slots__ = ("active", "closed", "id", "loop", "subjects")
+    __slots__ = ("active", "closed", "id", "loop", "private", "subjects")
 
     def __init__(self, id: int = 0) -> None:
         self.id = id  # 0 for a pipeline's own store, then one per scope
         self.subjects: dict[str, AsyncSubject[Any]] = {}
         self.active: dict[Step[Any], Activation] = {}
+        self.private: set[Activation] = set()  # running steps that provide nothing
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False  # a scope's store, once the scope is left
 
@@ -86,9 +87,10 @@ class Store:
         if self.loop is not None:
             # Tasks and waiters of the old loop can never finish on this one: drop them, so
             # that new demand starts afresh instead of waiting on the dead.
-            for activation in list(self.active.values()):
+            for activation in [*self.active.values(), *self.private]:
                 activation.cancel()
             self.active.clear()
+            self.private.clear()
             for name, subject in list(self.subjects.items()):
                 if not subject.is_stopped:
                     self.subjects[name] = AsyncSubject()
@@ -105,20 +107,21 @@ class Store:
         for name, value in resources.items():
             emit(self.subject(name), value)
 
-    def fail(self, name: str, subject: AsyncSubject[Any], error: Exception) -> None:
-        """Deliver ``error`` to the waiters of ``subject``; the resource itself stays missing."""
-        if subject.is_stopped:
+    def fail(self, name: str, error: Exception) -> None:
+        """Deliver ``error`` to the waiters of ``name``; the resource itself stays missing."""
+        subject = self.subjects.get(name)
+        if subject is None or subject.is_stopped:
             return
         # Errors are not cached: later demand finds a fresh subject and runs the provider again.
-        if self.subjects.get(name) is subject:
-            self.subjects[name] = AsyncSubject()
+        self.subjects[name] = AsyncSubject()
         subject.on_error(error)
 
     def clear(self, error: Exception) -> None:
         """Empty the store: stop every active step and fail whoever waits on a missing value."""
-        for activation in list(self.active.values()):
-            activation.cancel()
+        for activation in [*self.active.values(), *self.private]:
+            activation.cancel(error)
         self.active.clear()
+        self.private.clear()
         subjects, self.subjects = self.subjects, {}
         for subject in subjects.values():
             if not subject.is_stopped:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["call_on_loop", "on_loop_thread", "run_on_loop"]
+from .exceptions import PipelineError
+
+__all__ = ["call_on_loop", "guarded", "on_loop_thread", "run_on_loop"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("pipeliner_rx")
 
 
 def on_loop_thread(loop: asyncio.AbstractEventLoop | None) -> bool:
@@ -53,4 +58,25 @@ def run_on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[[], T]) -> 
             done.set_exception(exc)
 
     loop.call_soon_threadsafe(apply)
-    return done.result()
+    while True:
+        try:
+            return done.result(timeout=0.5)
+        except TimeoutError:
+            # Still queued: fine while the loop runs; if it stopped, it never will be applied.
+            if not loop.is_running() and not done.done():
+                raise PipelineError(
+                    "The event loop stopped before the pushed values could be set; push "
+                    "them again while the loop runs."
+                ) from None
+
+
+def guarded(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., Any], *args: Any) -> None:
+    """Call a user's callback; what it raises goes to the loop's exception handler, not to us."""
+    try:
+        fn(*args)
+    except Exception as exc:
+        context = {"message": f"Error in a pipeliner_rx subscriber ({fn!r})", "exception": exc}
+        if loop is not None and not loop.is_closed():
+            loop.call_exception_handler(context)
+        else:
+            logger.error(context["message"], exc_info=exc)
