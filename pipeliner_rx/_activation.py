@@ -21,7 +21,7 @@ from reactivex.subject import AsyncSubject
 from ._events import StepEvent
 from ._executors import run_sync
 from ._join import Join
-from ._store import Store, emit, is_present
+from ._store import Resource, Store, emit, is_present
 from .exceptions import CycleError, MissingResourceError, PipelineError, StepOutputError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Activation:
         # A step that provides nothing, run for its caller: its result goes to a private subject.
         self.private = private
         self.outputs: list[AsyncSubject[Any]] = []
-        self.inputs: list[str] = []
+        self.inputs: Sequence[str] = ()
         self.upstream: list[Activation] = []
         # Inputs nothing provides, awaited until someone pushes them (lenient demand only).
         self.unprovided: list[str] = []
@@ -76,16 +76,20 @@ class Activation:
         """Subscribe to the inputs; the step runs once all of them hold a value."""
         store = self.store
         if self.private:
-            self.outputs = [AsyncSubject()]
+            self.outputs = [Resource()]
             store.private.add(self)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("activate %s", self.step.name)
-        providers = self.step.pipeline._providers
-        self.inputs = [
-            p.name
-            for p in self.step.params
-            if not p.has_default or p.name in providers or store.present(p.name)
-        ]
+        step = self.step
+        if step.has_defaults:
+            providers = step.pipeline._providers
+            self.inputs = [
+                p.name
+                for p in step.params
+                if not p.has_default or p.name in providers or store.present(p.name)
+            ]
+        else:
+            self.inputs = step.param_names
         self.join = Join([store.subject(name) for name in self.inputs], self._ready, self._lost)
 
     def _subjects(self) -> list[AsyncSubject[Any]]:
@@ -138,7 +142,10 @@ class Activation:
                 events.emit(StepEvent(step.name, "started", scope=scope, attempt=attempt))
             start = time.perf_counter()
             try:
-                result = await self._attempt(kwargs)
+                if step.is_async and step.timeout is None:
+                    result = await step.fn(**kwargs)  # the common case, one coroutine less
+                else:
+                    result = await self._attempt(kwargs)
             except asyncio.CancelledError:
                 self._cancelled(start, attempt)
                 raise

@@ -13,6 +13,8 @@ from typing import Any
 from reactivex import Observable, abc
 from reactivex.internal.exceptions import SequenceContainsNoElementsError
 
+from ._store import Resource
+
 __all__ = ["Join"]
 
 _UNSET: Any = object()
@@ -65,8 +67,21 @@ class Join:
             self.done = True
             on_ready([])
             return
+        values = self._values
         for index, source in enumerate(sources):
-            subscription = source.subscribe(_Slot(self, index))
+            if isinstance(source, Resource):
+                if source.is_stopped and source.has_value:
+                    # Present already: take the value, no subscription needed.
+                    values[index] = source.value
+                    self._remaining -= 1
+                    if self._remaining == 0:
+                        self.dispose()
+                        on_ready(values)
+                        return
+                    continue
+                subscription = source.listen(_Slot(self, index))
+            else:
+                subscription = source.subscribe(_Slot(self, index))
             if self.done:
                 # Called back during subscribe: the first value is all we take.
                 subscription.dispose()

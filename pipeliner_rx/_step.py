@@ -114,6 +114,8 @@ class Step(Generic[R]):
         )
         self.provides = parse_provides(provides, self.name)
         self.params = _parse_params(fn, self.name)
+        self.param_names = tuple(p.name for p in self.params)
+        self.has_defaults = any(p.has_default for p in self.params)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.pipeline = pipeline
         if timeout is not None and not timeout > 0:

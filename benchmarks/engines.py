@@ -1,0 +1,176 @@
+"""The engines under test: pipeliner_rx, a hand-written asyncio engine, Apache Hamilton."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+import types
+from typing import Any
+
+from workloads import StepSpec, Workload
+
+from pipeliner_rx import Pipeline
+
+
+class PipelinerEngine:
+    """pipeliner_rx: each run in a fresh scope, as a per-request user would."""
+
+    name = "pipeliner_rx"
+
+    def __init__(self, workload: Workload) -> None:
+        self.pipeline = Pipeline()
+        steps = {spec.name: register(self.pipeline, spec) for spec in workload.steps}
+        self.target = steps[workload.target]
+        self.extra = [steps[name] for name in workload.extra_targets]
+        self.inputs = workload.inputs
+
+    async def run(self) -> Any:
+        async with self.pipeline.scope(**self.inputs):
+            result = await self.target()
+            for extra in self.extra:
+                await extra()
+        return result
+
+
+def register(pipeline: Pipeline, spec: StepSpec) -> Any:
+    """Register a spec's coroutine under its own name and parameters."""
+
+    async def fn(**kwargs: Any) -> Any:
+        return await spec.fn(**kwargs)
+
+    fn.__name__ = fn.__qualname__ = spec.name
+    fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in spec.needs]
+    )
+    # Call the spec's function directly: the wrapper above only carries the signature.
+    fn.__wrapped__ = spec.fn  # type: ignore[attr-defined]
+    step = pipeline.step(provides=spec.provides or None)(fn)
+    step.fn = spec.fn
+    return step
+
+
+class HandWrittenEngine:
+    """The baseline: one Future per resource, one Task per needed step, written by hand.
+
+    Same semantics for these workloads: supplied values suppress their providers, only the
+    target's upstream runs, each step once, independent steps concurrently.
+    """
+
+    name = "hand-written asyncio"
+
+    def __init__(self, workload: Workload) -> None:
+        self.steps = {spec.name: spec for spec in workload.steps}
+        self.providers = {name: spec for spec in workload.steps for name in spec.provides}
+        self.targets = [workload.target, *workload.extra_targets]
+        self.inputs = workload.inputs
+
+    async def run(self) -> Any:
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future[Any]] = {}
+        for name, value in self.inputs.items():
+            future = futures[name] = loop.create_future()
+            future.set_result(value)
+        result = None
+        for i, target in enumerate(self.targets):
+            value = await self._demand(loop, futures, self.steps[target])
+            if i == 0:
+                result = value
+        return result
+
+    async def _demand(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        futures: dict[str, asyncio.Future[Any]],
+        target: StepSpec,
+    ) -> Any:
+        # Iterative walk: create a future per missing resource, a task per provider.
+        work = list(target.needs)
+        tasks = []
+        while work:
+            name = work.pop()
+            if name in futures:
+                continue
+            spec = self.providers[name]
+            for output in spec.provides:
+                futures[output] = loop.create_future()
+            tasks.append(loop.create_task(self._run(spec, futures)))
+            work.extend(spec.needs)
+        kwargs = {name: await futures[name] for name in target.needs}
+        value = await target.fn(**kwargs)
+        if target.provides:
+            values = (value,) if len(target.provides) == 1 else value
+            for name, v in zip(target.provides, values, strict=True):
+                future = futures.setdefault(name, loop.create_future())
+                if not future.done():
+                    future.set_result(v)
+        return value
+
+    async def _run(self, spec: StepSpec, futures: dict[str, asyncio.Future[Any]]) -> None:
+        kwargs = {name: await futures[name] for name in spec.needs}
+        value = await spec.fn(**kwargs)
+        values = (value,) if len(spec.provides) == 1 else value
+        for name, v in zip(spec.provides, values, strict=True):
+            futures[name].set_result(v)
+
+
+class HamiltonEngine:
+    """Apache Hamilton's async driver (optional: `pip install -e ".[bench]"`)."""
+
+    name = "Hamilton async driver"
+
+    def __init__(self, workload: Workload) -> None:
+        from hamilton import async_driver
+
+        self.module = types.ModuleType(f"hamilton_{abs(hash(workload.name))}")
+        sys.modules[self.module.__name__] = self.module  # Hamilton looks functions up there
+        for spec in workload.steps:
+            outputs = spec.provides or (spec.name,)
+            for index, output in enumerate(outputs):
+                node = _hamilton_node(spec, output, index, len(outputs))
+                node.__module__ = self.module.__name__  # Hamilton takes a module's own functions
+                self.module.__dict__[output] = node
+        self.builder = async_driver.Builder().with_modules(self.module)
+        self.driver: Any = None
+        self.outputs = [self._output(workload, workload.target)]
+        self.outputs += [self._output(workload, t) for t in workload.extra_targets]
+        self.outputs = [o for group in self.outputs for o in group]
+        # Supplied values of resources that a function computes are overrides in Hamilton.
+        nodes = set(self.module.__dict__)
+        self.inputs = {k: v for k, v in workload.inputs.items() if k not in nodes}
+        self.overrides = {k: v for k, v in workload.inputs.items() if k in nodes}
+
+    @staticmethod
+    def _output(workload: Workload, target: str) -> list[str]:
+        spec = next(s for s in workload.steps if s.name == target)
+        return list(spec.provides or (spec.name,))
+
+    async def run(self) -> Any:
+        if self.driver is None:
+            self.driver = await self.builder.build()
+        return await self.driver.execute(self.outputs, inputs=self.inputs, overrides=self.overrides)
+
+
+def _hamilton_node(spec: StepSpec, output: str, index: int, count: int) -> Any:
+    """A function named after one output, as Hamilton models a graph."""
+    params = ", ".join(spec.needs)
+    args = ", ".join(f"{n}={n}" for n in spec.needs)
+    pick = f"[{index}]" if count > 1 else ""
+    source = f"async def {output}({params}):\n    return (await _fn({args})){pick}\n"
+    namespace: dict[str, Any] = {"_fn": spec.fn}
+    exec(source, namespace)
+    node = namespace[output]
+    node.__annotations__ = {n: Any for n in spec.needs} | {"return": Any}
+    return node
+
+
+def available_engines() -> list[type[Any]]:
+    """The engines this machine can run (Hamilton only with its extra installed)."""
+    engines: list[type[Any]] = [HandWrittenEngine, PipelinerEngine]
+    try:
+        import hamilton.async_driver  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        engines.append(HamiltonEngine)
+    return engines

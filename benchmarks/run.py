@@ -1,0 +1,204 @@
+"""Benchmarks of pipeliner_rx against a hand-written asyncio engine (and Apache Hamilton).
+
+    python benchmarks/run.py            # full run: W1-W4, registration, memory, scale checks
+    python benchmarks/run.py --quick    # fewer repetitions, smaller scale checks
+
+Every workload runs for every engine in the same process, repetitions interleaved, and the
+table gives medians and ratios to the hand-written engine (one Future per resource, one Task
+per step). Results are also written as JSON (``--json``, default benchmarks/results.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engines import HandWrittenEngine, PipelinerEngine, available_engines, register
+from workloads import Workload, chain, fan, seed, sleeps
+
+from pipeliner_rx import Pipeline
+
+
+def measure(engine: Any, workload: Workload, runs: int) -> float:
+    """Seconds per run of ``runs`` runs, in one event loop."""
+
+    async def go() -> float:
+        await engine.run()  # warm up (and let Hamilton build its driver)
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(runs):
+            await engine.run()
+        return (time.perf_counter() - start) / runs
+
+    return asyncio.run(go())
+
+
+def figure(workload: Workload, seconds: float) -> float:
+    if workload.unit == "runs/s":
+        return 1 / seconds
+    if workload.unit == "us/step":
+        return seconds / workload.size * 1e6
+    return seconds
+
+
+def peak_memory(engine_type: type[Any], workload: Workload) -> int:
+    engine = engine_type(workload)
+    asyncio.run(engine.run())
+    tracemalloc.start()
+    asyncio.run(engine.run())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+def bench_workloads(reps: int, quick: bool, only: str | None = None) -> list[dict[str, Any]]:
+    specs: list[tuple[Workload, int]] = [
+        (seed(), 300 if quick else 2000),
+        (seed(with_resmod=True), 300 if quick else 2000),
+        (chain(1_000), 3 if quick else 20),
+        (chain(10_000), 1 if quick else 3),
+        (fan(1_000), 3 if quick else 20),
+        (fan(10_000), 1 if quick else 3),
+        (sleeps(), 1 if quick else 3),
+    ]
+    rows = []
+    for workload, runs in specs:
+        if only and not workload.name.startswith(only):
+            continue
+        engines = [engine_type(workload) for engine_type in available_engines()]
+        times: dict[str, list[float]] = {engine.name: [] for engine in engines}
+        failures: dict[str, str] = {}
+        for _ in range(reps):  # interleaved: drift hits every engine alike
+            for engine in engines:
+                if engine.name in failures:
+                    continue
+                try:
+                    times[engine.name].append(measure(engine, workload, runs))
+                except Exception as exc:  # a peer that cannot run this workload: say so
+                    failures[engine.name] = f"fails: {type(exc).__name__}"
+        medians = {name: statistics.median(values) for name, values in times.items() if values}
+        base = medians[HandWrittenEngine.name]
+        row: dict[str, Any] = {"workload": workload.name, "unit": workload.unit, "engines": {}}
+        row["failures"] = failures
+        for name, seconds in medians.items():
+            row["engines"][name] = {
+                "seconds_per_run": seconds,
+                "figure": figure(workload, seconds),
+                "ratio": seconds / base,
+            }
+        if workload.unit == "s":
+            ideal = 0.02
+            row["ideal_ratio"] = medians[PipelinerEngine.name] / ideal
+        rows.append(row)
+        print(f"  measured {workload.name}", file=sys.stderr)
+    return rows
+
+
+def bench_registration(sizes: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for n in sizes:
+        workload = chain(n)
+        best = float("inf")
+        for _ in range(3):
+            pipeline = Pipeline()
+            start = time.perf_counter()
+            for spec in workload.steps:
+                register(pipeline, spec)
+            best = min(best, time.perf_counter() - start)
+        rows.append({"steps": n, "seconds": best})
+    return rows
+
+
+def bench_scale(sizes: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for shape in (chain, fan):
+        for n in sizes:
+            workload = shape(n)
+            engine = PipelinerEngine(workload)
+            seconds = min(measure(engine, workload, 1) for _ in range(2))
+            rows.append({"shape": shape.__name__, "steps": n, "us_per_step": seconds / n * 1e6})
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    names = list(rows[0]["engines"]) + [
+        n for row in rows for n in row["failures"] if n not in rows[0]["engines"]
+    ]
+    header = "| workload | " + " | ".join(names) + " |"
+    lines = [header, "|---|" + "---|" * len(names)]
+    for row in rows:
+        cells = []
+        for name in names:
+            cell = row["engines"].get(name)
+            if cell is None:
+                cells.append(row["failures"].get(name, "-"))
+                continue
+            unit = row["unit"]
+            value = cell["figure"]
+            text = f"{value:,.0f} {unit}" if unit == "runs/s" else f"{value:.3g} {unit}"
+            cells.append(f"{text} ({cell['ratio']:.2f}x)")
+        lines.append(f"| {row['workload']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller scale")
+    parser.add_argument("--reps", type=int, help="repetitions per engine (default 5; quick 3)")
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results.json"))
+    parser.add_argument("--only", help="run only the workloads whose name starts with this")
+    args = parser.parse_args()
+    reps = args.reps or (3 if args.quick else 5)
+
+    print(f"Python {platform.python_version()} on {platform.machine()}, medians of {reps}")
+    rows = bench_workloads(reps, args.quick, args.only)
+    print("\n## Workloads (ratio to the hand-written engine; lower is better)\n")
+    print(markdown(rows))
+    if args.only:
+        return
+    for row in rows:
+        if "ideal_ratio" in row:
+            print(f"\nW4 wall time / ideal (one 20 ms sleep): {row['ideal_ratio']:.2f}x")
+
+    registration = bench_registration([1_000, 10_000])
+    print("\n## Registering steps\n")
+    for r in registration:
+        print(f"- {r['steps']:,} steps: {r['seconds'] * 1000:.1f} ms")
+
+    memory = []
+    print("\n## Peak memory of one run (tracemalloc)\n")
+    for workload in (seed(), chain(1_000), fan(1_000)):
+        cells = {t.name: peak_memory(t, workload) for t in available_engines()}
+        memory.append({"workload": workload.name, "bytes": cells})
+        print(
+            f"- {workload.name}: " + ", ".join(f"{n} {b / 1024:,.0f} KiB" for n, b in cells.items())
+        )
+
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
+    scale = bench_scale(sizes)
+    print("\n## Scale (pipeliner_rx, us/step)\n")
+    for r in scale:
+        print(f"- {r['shape']} of {r['steps']:,}: {r['us_per_step']:.2f} us/step")
+
+    Path(args.json).write_text(
+        json.dumps(
+            {"workloads": rows, "registration": registration, "memory": memory, "scale": scale},
+            indent=2,
+        )
+    )
+    print(f"\nJSON written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
