@@ -10,10 +10,12 @@ reference-counted: when nobody needs a pending activation any more it is cancell
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import logging
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reactivex.subject import AsyncSubject
@@ -36,6 +38,89 @@ logger = logging.getLogger("pipeliner_rx")
 _running: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
     "pipeliner_rx_running", default=None
 )
+
+
+# How deep eager step runs may nest in one thread before steps go on in tasks instead.
+_EAGER_DEPTH = 16
+
+
+class _EagerDepth(threading.local):
+    depth = 0
+    # While a demand subscribes its activations, steps whose inputs are ready wait here, so
+    # that a step failing at once cannot fail before its dependents listen for the failure.
+    deferred: list[tuple[Activation, list[Any]]] | None = None
+
+
+_eager = _EagerDepth()
+
+
+def _enter(
+    scope_var: contextvars.ContextVar[Store | None], scope: Store | None, running: Activation
+) -> None:
+    scope_var.set(scope)
+    _running.set(running)
+
+
+_NOTHING: Any = object()
+
+
+class _Suspended(collections.abc.Coroutine[Any, Any, None]):
+    """The rest of an eagerly started step, driven by a task as that task's coroutine.
+
+    The step's coroutine already ran up to its first suspension; the task's first step hands
+    the task what it is waiting on, later steps are passed on to it. It is a coroutine in its
+    own right (not an ``async def`` wrapping one) so that a task cancelled before it first runs
+    still throws the cancellation into the step, whose ``finally`` blocks then run as usual.
+    """
+
+    __slots__ = ("activation", "coro", "pending", "start")
+
+    def __init__(
+        self, activation: Activation, coro: Coroutine[Any, Any, Any], pending: Any, start: float
+    ) -> None:
+        self.activation = activation
+        self.coro = coro
+        self.pending = pending
+        self.start = start
+
+    def send(self, value: Any) -> Any:
+        pending = self.pending
+        if pending is not _NOTHING:
+            self.pending = _NOTHING
+            return pending
+        return self._step(self.coro.send, value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self.pending = _NOTHING
+        if val is None and tb is None:
+            return self._step(self.coro.throw, typ)
+        return self._step(lambda _: self.coro.throw(typ, val, tb), None)
+
+    def close(self) -> None:
+        self.coro.close()
+
+    def _step(self, method: Any, argument: Any) -> Any:
+        activation = self.activation
+        try:
+            return method(argument)
+        except StopIteration as stop:
+            activation._succeeded(stop.value, self.start, 1)
+        except asyncio.CancelledError:
+            activation._cancelled(self.start, 1)
+            raise
+        except Exception as exc:
+            activation._attempt_failed(exc, self.start, 1)
+            activation._give_up(exc, 1)
+        raise StopIteration
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        # Not used by tasks (they call send and throw), but a coroutine must be awaitable.
+        try:
+            value = yield self.send(None)
+            while True:
+                value = yield self.send(value)
+        except StopIteration:
+            return
 
 
 class Activation:
@@ -90,7 +175,11 @@ class Activation:
             ]
         else:
             self.inputs = step.param_names
-        self.join = Join([store.subject(name) for name in self.inputs], self._ready, self._lost)
+        subjects = [store.subject(name) for name in self.inputs]
+        if all(is_present(subject) for subject in subjects):
+            self._ready([subject.value for subject in subjects])  # nothing to wait for
+        else:
+            self.join = Join(subjects, self._ready, self._lost)
 
     def _subjects(self) -> list[AsyncSubject[Any]]:
         # Looked up when needed, not kept: a failed resource gets a fresh subject meanwhile.
@@ -100,6 +189,13 @@ class Activation:
 
     def _ready(self, values: list[Any]) -> None:
         self.join = None
+        deferred = _eager.deferred
+        if deferred is not None:
+            deferred.append((self, values))
+            return
+        self._go(values)
+
+    def _go(self, values: list[Any]) -> None:
         # Inputs that were pushed instead of computed leave their providers unneeded.
         upstream, self.upstream = self.upstream, []
         release(upstream)
@@ -113,48 +209,66 @@ class Activation:
                 events.emit(StepEvent(step.name, "skipped", scope=store.id))
             self._retire()
             return
-        kwargs = {p.name: p.default for p in step.params if p.has_default}
-        kwargs.update(zip(self.inputs, values, strict=True))
-        loop = store.loop
-        assert loop is not None  # a store is bound before anything is activated
-        # The step runs in its store's scope, whoever completed its last input.
-        var = step.pipeline._scope_var
-        scope = store if store.id else None
-        if var.get() is scope:
-            self.task = loop.create_task(self._run(kwargs))
+        if step.has_defaults:
+            kwargs = {p.name: p.default for p in step.params if p.has_default}
+            kwargs.update(zip(self.inputs, values, strict=True))
         else:
-            context = contextvars.copy_context()
-            context.run(var.set, scope)
+            kwargs = dict(zip(self.inputs, values, strict=True))
+        # The step runs in its store's scope, whoever completed its last input.
+        context = contextvars.copy_context()
+        context.run(_enter, step.pipeline._scope_var, store if store.id else None, self)
+        if step.eager and _eager.depth < _EAGER_DEPTH:
+            self._run_eagerly(kwargs, context)
+        else:
+            loop = store.loop
+            assert loop is not None  # a store is bound before anything is activated
             self.task = loop.create_task(self._run(kwargs), context=context)
 
+    def _run_eagerly(self, kwargs: dict[str, Any], context: contextvars.Context) -> None:
+        """Run the step's coroutine up to its first suspension now; a task only if it suspends.
+
+        Most steps of a dataflow finish without ever waiting (or wait once, late), so a task
+        and a trip through the loop per step would be most of their cost. Nesting is bounded
+        by `_EAGER_DEPTH`: a long chain goes on in tasks instead of recursing.
+        """
+        start = self._started(1)
+        coro = self.step.fn(**kwargs)
+        _eager.depth += 1
+        try:
+            try:
+                pending = context.run(coro.send, None)
+            except StopIteration as stop:
+                self._succeeded(stop.value, start, 1)
+                return
+            except asyncio.CancelledError:
+                self._cancelled(start, 1)
+                return
+            except Exception as exc:
+                self._attempt_failed(exc, start, 1)
+                self._give_up(exc, 1)
+                return
+        finally:
+            _eager.depth -= 1
+        loop = self.store.loop
+        assert loop is not None
+        self.task = loop.create_task(_Suspended(self, coro, pending, start), context=context)
+
     async def _run(self, kwargs: dict[str, Any]) -> None:
-        _running.set(self)
         step = self.step
-        events = step.pipeline._events
-        scope = self.store.id
         attempt = 0
         while True:
             attempt += 1
-            debug = logger.isEnabledFor(logging.DEBUG)
-            if debug:
-                logger.debug("start %s", step.name)
-            if events.listening:
-                events.emit(StepEvent(step.name, "started", scope=scope, attempt=attempt))
-            start = time.perf_counter()
+            start = self._started(attempt)
             try:
                 if step.is_async and step.timeout is None:
-                    result = await step.fn(**kwargs)  # the common case, one coroutine less
+                    result = await step.fn(**kwargs)  # one coroutine less in the common case
                 else:
                     result = await self._attempt(kwargs)
             except asyncio.CancelledError:
                 self._cancelled(start, attempt)
                 raise
             except Exception as exc:
-                if debug:
-                    logger.debug("failed %s (attempt %d): %r", step.name, attempt, exc)
-                if events.listening:
-                    elapsed = time.perf_counter() - start
-                    events.emit(StepEvent(step.name, "failed", elapsed, exc, scope, attempt))
+                self._attempt_failed(exc, start, attempt)
                 if attempt <= step.retries:
                     if step.retry_delay:
                         try:
@@ -163,21 +277,48 @@ class Activation:
                             self._cancelled(start, attempt)
                             raise
                     continue
-                names = ", ".join(f"`{name}`" for name in step.provides)
-                tries = f" in each of {attempt} attempts" if attempt > 1 else ""
-                exc.add_note(
-                    f"Raised by step `{step.name}`{tries}"
-                    + (f", which provides {names}." if names else ".")
-                )
-                self._fail(exc)
+                self._give_up(exc, attempt)
                 return
-            if debug:
-                logger.debug("finish %s", step.name)
-            if events.listening:
-                elapsed = time.perf_counter() - start
-                events.emit(StepEvent(step.name, "succeeded", elapsed, None, scope, attempt))
-            self._emit(result)
+            self._succeeded(result, start, attempt)
             return
+
+    def _started(self, attempt: int) -> float:
+        step = self.step
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("start %s", step.name)
+        events = step.pipeline._events
+        if events.listening:
+            events.emit(StepEvent(step.name, "started", scope=self.store.id, attempt=attempt))
+        return time.perf_counter()
+
+    def _succeeded(self, result: Any, start: float, attempt: int) -> None:
+        step = self.step
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("finish %s", step.name)
+        events = step.pipeline._events
+        if events.listening:
+            elapsed = time.perf_counter() - start
+            events.emit(StepEvent(step.name, "succeeded", elapsed, None, self.store.id, attempt))
+        self._emit(result)
+
+    def _attempt_failed(self, exc: Exception, start: float, attempt: int) -> None:
+        step = self.step
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("failed %s (attempt %d): %r", step.name, attempt, exc)
+        events = step.pipeline._events
+        if events.listening:
+            elapsed = time.perf_counter() - start
+            events.emit(StepEvent(step.name, "failed", elapsed, exc, self.store.id, attempt))
+
+    def _give_up(self, exc: Exception, attempt: int) -> None:
+        step = self.step
+        names = ", ".join(f"`{name}`" for name in step.provides)
+        tries = f" in each of {attempt} attempts" if attempt > 1 else ""
+        exc.add_note(
+            f"Raised by step `{step.name}`{tries}"
+            + (f", which provides {names}." if names else ".")
+        )
+        self._fail(exc)
 
     def _cancelled(self, start: float, attempt: int) -> None:
         step = self.step
@@ -445,8 +586,14 @@ def activate(
             active[activation.step] = activation
         for upstream in activation.upstream:
             upstream.demand += 1
-    for activation in order:
-        activation.start()
+    outer, _eager.deferred = _eager.deferred, []
+    try:
+        for activation in order:
+            activation.start()
+    finally:
+        ready, _eager.deferred = _eager.deferred, outer
+    for activation, values in ready:
+        activation._go(values)
     demands = list(top)
     for activation in demands:
         activation.demand += 1

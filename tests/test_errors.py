@@ -210,10 +210,14 @@ async def test_uncomparable_values_count_as_different(pipeline: Pipeline) -> Non
         pipeline.add_environment_resources(w=Weird())
 
 
-def chain_of_three(pipeline: Pipeline, runs: dict[str, int], fail: list[bool]) -> None:
+def chain_of_three(
+    pipeline: Pipeline, runs: dict[str, int], fail: list[bool], gate: asyncio.Event | None = None
+) -> None:
     @pipeline.step(provides="a")
     async def first() -> int:
         runs["first"] = runs.get("first", 0) + 1
+        if gate is not None:
+            await gate.wait()
         if fail[0]:
             raise ValueError("boom")
         return 1
@@ -231,10 +235,14 @@ def chain_of_three(pipeline: Pipeline, runs: dict[str, int], fail: list[bool]) -
 
 async def test_step_exception_keeps_type_and_reaches_every_waiter(pipeline: Pipeline) -> None:
     runs: dict[str, int] = {}
-    chain_of_three(pipeline, runs, [True])
+    gate = asyncio.Event()  # fails once every waiter is attached
+    chain_of_three(pipeline, runs, [True], gate)
     waiters = [asyncio.create_task(pipeline.resource(n)) for n in ("a", "b", "b")]
+    call = asyncio.create_task(pipeline.steps[2]())
+    await asyncio.sleep(0)  # the tasks above run up to their first wait, in order
+    gate.set()
     with pytest.raises(ValueError, match="boom") as info:
-        await asyncio.wait_for(pipeline.steps[2](), 1)
+        await asyncio.wait_for(call, 1)
     notes = "\n".join(info.value.__notes__)
     assert "`first`" in notes and "first -> a -> second -> b -> third" in notes
     results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 1)
