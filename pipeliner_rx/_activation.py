@@ -18,12 +18,10 @@ import time
 from collections.abc import Coroutine, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from reactivex.subject import AsyncSubject
-
 from ._events import StepEvent
 from ._executors import run_sync
 from ._join import Join
-from ._store import Resource, Store, emit, is_present
+from ._store import Resource, Store, is_present
 from .exceptions import CycleError, MissingResourceError, PipelineError, StepOutputError
 
 if TYPE_CHECKING:
@@ -59,6 +57,17 @@ def _enter(
 ) -> None:
     scope_var.set(scope)
     _running.set(running)
+
+
+def _first_send(
+    scope_var: contextvars.ContextVar[Store | None],
+    scope: Store | None,
+    running: Activation,
+    coro: Coroutine[Any, Any, Any],
+) -> Any:
+    scope_var.set(scope)
+    _running.set(running)
+    return coro.send(None)
 
 
 _NOTHING: Any = object()
@@ -146,7 +155,7 @@ class Activation:
         self.store = store
         # A step that provides nothing, run for its caller: its result goes to a private subject.
         self.private = private
-        self.outputs: list[AsyncSubject[Any]] = []
+        self.outputs: list[Resource] = []
         self.inputs: Sequence[str] = ()
         self.upstream: list[Activation] = []
         # Inputs nothing provides, awaited until someone pushes them (lenient demand only).
@@ -181,7 +190,7 @@ class Activation:
         else:
             self.join = Join(subjects, self._ready, self._lost)
 
-    def _subjects(self) -> list[AsyncSubject[Any]]:
+    def _subjects(self) -> list[Resource]:
         # Looked up when needed, not kept: a failed resource gets a fresh subject meanwhile.
         if self.private:
             return self.outputs
@@ -196,12 +205,14 @@ class Activation:
         self._go(values)
 
     def _go(self, values: list[Any]) -> None:
-        # Inputs that were pushed instead of computed leave their providers unneeded.
-        upstream, self.upstream = self.upstream, []
-        release(upstream)
+        upstream = self.upstream
+        if upstream:
+            # Inputs that were pushed instead of computed leave their providers unneeded.
+            self.upstream = []
+            release(upstream)
         step = self.step
         store = self.store
-        if not self.private and all(is_present(subject) for subject in self._subjects()):
+        if not self.private and store.all_present(step.provides):
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("skip %s: its outputs are present", step.name)
             events = step.pipeline._events
@@ -214,17 +225,21 @@ class Activation:
             kwargs.update(zip(self.inputs, values, strict=True))
         else:
             kwargs = dict(zip(self.inputs, values, strict=True))
-        # The step runs in its store's scope, whoever completed its last input.
+        # The step runs in a context of its own, in its store's scope, whoever completed its
+        # last input (as a task would copy the context it is created in).
         context = contextvars.copy_context()
-        context.run(_enter, step.pipeline._scope_var, store if store.id else None, self)
+        scope = store if store.id else None
         if step.eager and _eager.depth < _EAGER_DEPTH:
-            self._run_eagerly(kwargs, context)
+            self._run_eagerly(kwargs, context, scope)
         else:
+            context.run(_enter, step.pipeline._scope_var, scope, self)
             loop = store.loop
             assert loop is not None  # a store is bound before anything is activated
             self.task = loop.create_task(self._run(kwargs), context=context)
 
-    def _run_eagerly(self, kwargs: dict[str, Any], context: contextvars.Context) -> None:
+    def _run_eagerly(
+        self, kwargs: dict[str, Any], context: contextvars.Context, scope: Store | None
+    ) -> None:
         """Run the step's coroutine up to its first suspension now; a task only if it suspends.
 
         Most steps of a dataflow finish without ever waiting (or wait once, late), so a task
@@ -232,11 +247,12 @@ class Activation:
         by `_EAGER_DEPTH`: a long chain goes on in tasks instead of recursing.
         """
         start = self._started(1)
-        coro = self.step.fn(**kwargs)
+        step = self.step
+        coro = step.fn(**kwargs)
         _eager.depth += 1
         try:
             try:
-                pending = context.run(coro.send, None)
+                pending = context.run(_first_send, step.pipeline._scope_var, scope, self, coro)
             except StopIteration as stop:
                 self._succeeded(stop.value, start, 1)
                 return
@@ -372,7 +388,7 @@ class Activation:
             return
         self._retire()
         for subject, value in zip(outputs, values, strict=True):
-            emit(subject, value)
+            subject.complete(value)
 
     def _lost(self, error: Exception, index: int) -> None:
         """An input failed: this step cannot run, and fails its outputs with the same error."""
