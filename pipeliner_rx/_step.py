@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -50,7 +51,40 @@ def parse_provides(provides: Provides, where: str) -> tuple[str, ...]:
     return names  # type: ignore[return-value]  # checked above: all str
 
 
+def _plain_params(fn: Callable[..., Any]) -> tuple[Param, ...] | None:
+    """Read the parameters of a plain function from its code object, or None to ask inspect.
+
+    `inspect.signature` is most of the cost of registering a step; a plain ``def`` with only
+    named parameters (the usual step) needs none of its generality.
+    """
+    if type(fn) is not types.FunctionType:
+        return None
+    if "__signature__" in fn.__dict__ or "__wrapped__" in fn.__dict__:
+        return None
+    code = fn.__code__
+    if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_posonlyargcount:
+        return None  # an error: inspect's names make the better message
+    count = code.co_argcount
+    names = code.co_varnames[: count + code.co_kwonlyargcount]
+    defaults = fn.__defaults__ or ()
+    kwdefaults = fn.__kwdefaults__ or {}
+    first_default = count - len(defaults)
+    params = []
+    for index, name in enumerate(names):
+        if index < count:
+            has_default = index >= first_default
+            default = defaults[index - first_default] if has_default else None
+        else:
+            has_default = name in kwdefaults
+            default = kwdefaults.get(name)
+        params.append(Param(name, has_default, default))
+    return tuple(params)
+
+
 def _parse_params(fn: Callable[..., Any], where: str) -> tuple[Param, ...]:
+    plain = _plain_params(fn)
+    if plain is not None:
+        return plain
     params = []
     for p in inspect.signature(fn).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

@@ -320,3 +320,33 @@ async def test_debug_logging_reports_activation_skip_start_finish(
     messages = [r.getMessage() for r in caplog.records if r.name == "pipeliner_rx"]
     for expected in ("activate divide", "start divide", "finish divide", "skip divide"):
         assert any(m.startswith(expected) for m in messages), (expected, messages)
+
+
+def test_fast_parameter_reading_agrees_with_inspect() -> None:
+    from pipeliner_rx._step import _parse_params, _plain_params
+
+    def positional(a, b=2, c=3):  # type: ignore[no-untyped-def]
+        return None
+
+    def keyword_only(a, *, b, c=None):  # type: ignore[no-untyped-def]
+        return None
+
+    async def mixed(x, y=None, *, z=1):  # type: ignore[no-untyped-def]
+        return None
+
+    def nothing() -> None:
+        return None
+
+    def with_locals(a):  # type: ignore[no-untyped-def]
+        local = a  # a local variable is not a parameter
+        return local
+
+    for fn in (positional, keyword_only, mixed, nothing, with_locals):
+        expected = [
+            (p.name, p.default is not p.empty, None if p.default is p.empty else p.default)
+            for p in inspect.signature(fn).parameters.values()
+        ]
+        fast = _plain_params(fn)
+        assert fast is not None
+        assert [(p.name, p.has_default, p.default) for p in fast] == expected, fn.__name__
+        assert _parse_params(fn, fn.__name__) == fast
