@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engines import HandWrittenEngine, PipelinerEngine, available_engines, register
+from engines import HandWrittenEngine, PipelinerEngine, available_engines
 from workloads import Workload, chain, fan, seed, sleeps
 
 from pipeliner_rx import Pipeline
@@ -113,7 +113,7 @@ def bench_registration(sizes: list[int]) -> list[dict[str, Any]]:
         source = "async def s0():\n    return 0\n" + "".join(
             f"async def s{i}(r{i - 1}):\n    return r{i - 1} + 1\n" for i in range(1, n)
         )
-        exec(source, namespace)  # noqa: S102 - n ordinary functions, as a module would define
+        exec(source, namespace)  # n ordinary functions, as a module would define them
         functions = [namespace[f"s{i}"] for i in range(n)]
         best = float("inf")
         for _ in range(3):
