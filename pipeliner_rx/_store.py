@@ -80,7 +80,8 @@ class _Detach(abc.DisposableBase):
 
     def dispose(self) -> None:
         subject, self.subject = self.subject, None
-        if subject is not None and not subject.is_disposed:
+        # A stopped subject has let go of its observers already.
+        if subject is not None and not subject.is_stopped and not subject.is_disposed:
             try:
                 subject.observers.remove(self.observer)
             except ValueError:  # already notified and cleared
