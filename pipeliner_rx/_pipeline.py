@@ -246,7 +246,9 @@ class Pipeline:
         """
         self._environment.clear()
         self._store.clear(
-            PipelineError("The store was reset while this resource was awaited; call again.")
+            lambda: PipelineError(
+                "The store was reset while this resource was awaited; call again."
+            )
         )
 
     # -- scopes and streams -------------------------------------------------------------------

@@ -91,7 +91,7 @@ class Scope:
         ]
         store.closed = True
         store.clear(
-            PipelineError(
+            lambda: PipelineError(
                 f"Scope {self.id} was closed while this resource was awaited. Await the "
                 f"results you need inside the scope."
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from reactivex import abc
@@ -194,16 +194,23 @@ class Store:
         self.subjects[name] = Resource()
         subject.on_error(error)
 
-    def clear(self, error: Exception) -> None:
-        """Empty the store: stop every active step and fail whoever waits on a missing value."""
-        for activation in [*self.active.values(), *self.private]:
-            activation.cancel(error)
+    def clear(self, reason: Callable[[], Exception]) -> None:
+        """Empty the store: stop every active step and fail whoever waits on a missing value.
+
+        ``reason`` makes the error for those waiters, only if there are any.
+        """
+        activations = [*self.active.values(), *self.private]
+        subjects, self.subjects = self.subjects, {}
+        pending = [subject for subject in subjects.values() if not subject.is_stopped]
         self.active.clear()
         self.private.clear()
-        subjects, self.subjects = self.subjects, {}
-        for subject in subjects.values():
-            if not subject.is_stopped:
-                subject.on_error(error)
+        if not activations and not pending:
+            return
+        error = reason()
+        for activation in activations:
+            activation.cancel(error)
+        for subject in pending:
+            subject.on_error(error)
 
     def values(self, names: Iterable[str]) -> list[Any]:
         """The values of present resources, in order."""
