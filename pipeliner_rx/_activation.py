@@ -159,7 +159,7 @@ class Activation:
         self.inputs: Sequence[str] = ()
         self.upstream: list[Activation] = []
         # Inputs nothing provides, awaited until someone pushes them (lenient demand only).
-        self.unprovided: list[str] = []
+        self.unprovided: list[str] | None = None
         self.demand = 0
         self.join: Join | None = None
         self.task: asyncio.Task[None] | None = None
@@ -476,7 +476,7 @@ class _Frame:
         self.index = 0
         # Ordered set of the activations this step waits on.
         self.deps: dict[Activation, None] = {}
-        self.unprovided: list[str] = []
+        self.unprovided: list[str] | None = None  # made only when there is one
 
 
 def activate(
@@ -526,7 +526,7 @@ def activate(
                 for frame in reversed(stack):
                     path += [frame.step.name, frame.via or frame.step.name]
                 raise CycleError([*path, activation.step.name, activation.step.provides[0]])
-            if strict:
+            if strict and activation.unprovided:
                 missing.extend(
                     (name, needed_by) for name in activation.unprovided if not store.present(name)
                 )
@@ -541,6 +541,8 @@ def activate(
                 if strict:
                     missing.append((name, chain()))
                 elif frame is not None:
+                    if frame.unprovided is None:
+                        frame.unprovided = []
                     frame.unprovided.append(name)
             return
         deps = frame.deps if frame is not None else top

@@ -20,12 +20,18 @@ __all__ = ["Join"]
 _UNSET: Any = object()
 
 
-class _Slot(abc.ObserverBase[Any]):
-    __slots__ = ("_index", "_join")
+class _Slot(abc.ObserverBase[Any], abc.DisposableBase):
+    __slots__ = ("_index", "_join", "_source")
 
-    def __init__(self, join: Join, index: int) -> None:
+    def __init__(self, join: Join, index: int, source: Resource | None = None) -> None:
         self._join = join
         self._index = index
+        self._source = source  # a resource it listens to, and detaches from itself
+
+    def dispose(self) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            source.detach(self)
 
     def on_next(self, value: Any) -> None:
         self._join._set(self._index, value)
@@ -79,9 +85,13 @@ class Join:
                         on_ready(values)
                         return
                     continue
-                subscription = source.listen(_Slot(self, index))
-            else:
-                subscription = source.subscribe(_Slot(self, index))
+                slot = _Slot(self, index, source)
+                if source.listen(slot):
+                    self._subscriptions.append(slot)
+                elif self.done:
+                    break
+                continue
+            subscription = source.subscribe(_Slot(self, index))
             if self.done:
                 # Called back during subscribe: the first value is all we take.
                 subscription.dispose()

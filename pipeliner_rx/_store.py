@@ -32,17 +32,18 @@ class Resource(AsyncSubject[Any]):
     that wrapping would be most of the engine's cost. Users subscribe as usual.
     """
 
-    def listen(self, observer: abc.ObserverBase[Any]) -> abc.DisposableBase:
-        """Attach ``observer``; a completed subject calls it back at once.
+    def listen(self, observer: abc.ObserverBase[Any]) -> bool:
+        """Attach ``observer``; True if attached, False if it was called back at once.
 
-        The same as ``AsyncSubject``'s own subscription, with a slot-only detacher instead of
-        a locked ``InnerSubscription``: the store is only ever changed on its loop's thread.
+        The same as ``AsyncSubject``'s own subscription without its ``InnerSubscription``
+        (an object and a lock per subscription): the library's observers detach themselves
+        with `detach`, and the store is only ever changed on its loop's thread.
         """
         with self.lock:
             self.check_disposed()
             if not self.is_stopped:
                 self.observers.append(observer)
-                return _Detach(self, observer)
+                return True
             error, has_value, value = self.exception, self.has_value, self.value
         if error is not None:
             observer.on_error(error)
@@ -51,7 +52,15 @@ class Resource(AsyncSubject[Any]):
             observer.on_completed()
         else:
             observer.on_completed()
-        return _ATTACHED_NOTHING
+        return False
+
+    def detach(self, observer: abc.ObserverBase[Any]) -> None:
+        """Undo `listen` (nothing to do once the subject stopped: it let go of everyone)."""
+        if not self.is_stopped and not self.is_disposed:
+            try:
+                self.observers.remove(observer)
+            except ValueError:
+                pass
 
     def complete(self, value: Any) -> None:
         """``on_next(value)`` + ``on_completed()`` in one step, unless it completed already.
@@ -86,16 +95,6 @@ class _Detach(abc.DisposableBase):
                 subject.observers.remove(self.observer)
             except ValueError:  # already notified and cleared
                 pass
-
-
-class _Nothing(abc.DisposableBase):
-    __slots__ = ()
-
-    def dispose(self) -> None:
-        pass
-
-
-_ATTACHED_NOTHING = _Nothing()
 
 
 def _same(current: Any, new: Any) -> bool:
