@@ -126,6 +126,32 @@ def bench_registration(sizes: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_instrumentation(reps: int, runs: int) -> dict[str, float]:
+    """W1 as shipped against W1 with the events and logging checks cut out of the step path."""
+    from pipeliner_rx._activation import Activation
+
+    workload = seed()
+    engine = PipelinerEngine(workload)
+    shipped = Activation._started, Activation._succeeded
+
+    def started(self: Activation, attempt: int) -> float:
+        return 0.0
+
+    def succeeded(self: Activation, result: Any, start: float, attempt: int) -> None:
+        self._emit(result)
+
+    with_checks, without = [], []
+    for _ in range(reps):
+        with_checks.append(measure(engine, workload, runs))
+        Activation._started, Activation._succeeded = started, succeeded  # type: ignore[method-assign]
+        try:
+            without.append(measure(engine, workload, runs))
+        finally:
+            Activation._started, Activation._succeeded = shipped  # type: ignore[method-assign]
+    a, b = statistics.median(with_checks), statistics.median(without)
+    return {"with_checks": a, "without_checks": b, "overhead": a / b - 1}
+
+
 def bench_scale(sizes: list[int]) -> list[dict[str, Any]]:
     rows = []
     for shape in (chain, fan):
@@ -182,6 +208,12 @@ def main() -> None:
     for r in registration:
         print(f"- {r['steps']:,} steps: {r['seconds'] * 1000:.1f} ms")
 
+    instrumentation = bench_instrumentation(reps, 300 if args.quick else 2000)
+    print(
+        f"\nEvents with no subscriber and logging at the default level cost "
+        f"{instrumentation['overhead'] * 100:.1f}% on W1."
+    )
+
     memory = []
     print("\n## Peak memory of one run (tracemalloc)\n")
     for workload in (seed(), chain(1_000), fan(1_000)):
@@ -199,7 +231,13 @@ def main() -> None:
 
     Path(args.json).write_text(
         json.dumps(
-            {"workloads": rows, "registration": registration, "memory": memory, "scale": scale},
+            {
+                "workloads": rows,
+                "registration": registration,
+                "instrumentation": instrumentation,
+                "memory": memory,
+                "scale": scale,
+            },
             indent=2,
         )
     )

@@ -216,7 +216,7 @@ class Activation:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("skip %s: its outputs are present", step.name)
             events = step.pipeline._events
-            if events.listening:
+            if events.observers:
                 events.emit(StepEvent(step.name, "skipped", scope=store.id))
             self._retire()
             return
@@ -299,22 +299,29 @@ class Activation:
             return
 
     def _started(self, attempt: int) -> float:
+        """Log and announce an attempt; its start time, or 0.0 when nobody watches."""
         step = self.step
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("start %s", step.name)
         events = step.pipeline._events
-        if events.listening:
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if not debug and not events.observers:
+            return 0.0  # the common case costs two checks, not a clock reading
+        if debug:
+            logger.debug("start %s", step.name)
+        if events.observers:
             events.emit(StepEvent(step.name, "started", scope=self.store.id, attempt=attempt))
         return time.perf_counter()
 
     def _succeeded(self, result: Any, start: float, attempt: int) -> None:
-        step = self.step
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("finish %s", step.name)
-        events = step.pipeline._events
-        if events.listening:
-            elapsed = time.perf_counter() - start
-            events.emit(StepEvent(step.name, "succeeded", elapsed, None, self.store.id, attempt))
+        if start:  # someone watched it start
+            step = self.step
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("finish %s", step.name)
+            events = step.pipeline._events
+            if events.observers:
+                elapsed = time.perf_counter() - start
+                events.emit(
+                    StepEvent(step.name, "succeeded", elapsed, None, self.store.id, attempt)
+                )
         self._emit(result)
 
     def _attempt_failed(self, exc: Exception, start: float, attempt: int) -> None:
@@ -322,8 +329,8 @@ class Activation:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("failed %s (attempt %d): %r", step.name, attempt, exc)
         events = step.pipeline._events
-        if events.listening:
-            elapsed = time.perf_counter() - start
+        if events.observers:
+            elapsed = time.perf_counter() - start if start else None
             events.emit(StepEvent(step.name, "failed", elapsed, exc, self.store.id, attempt))
 
     def _give_up(self, exc: Exception, attempt: int) -> None:
@@ -341,8 +348,8 @@ class Activation:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("cancelled %s", step.name)
         events = step.pipeline._events
-        if events.listening:
-            elapsed = time.perf_counter() - start
+        if events.observers:
+            elapsed = time.perf_counter() - start if start else None
             events.emit(StepEvent(step.name, "cancelled", elapsed, None, self.store.id, attempt))
         if not self.finished:
             # Not cancelled by the library (which retires an activation before cancelling it):

@@ -42,11 +42,14 @@ class StepEvent:
 class Events:
     """The pipeline's event stream; emitting costs one list check while nobody listens."""
 
-    __slots__ = ("_subject", "observable")
+    __slots__ = ("_subject", "observable", "observers")
 
     def __init__(self) -> None:
         self._subject: Subject[StepEvent] = Subject()
         subject = self._subject
+        # The subject's own list (subscribing and disposing change it in place): a check of it
+        # is the whole cost of events nobody listens to.
+        self.observers = subject.observers
 
         def subscribe(
             observer: abc.ObserverBase[StepEvent], scheduler: abc.SchedulerBase | None = None
@@ -68,7 +71,7 @@ class Events:
     @property
     def listening(self) -> bool:
         """Whether anyone subscribes (checked before building an event)."""
-        return bool(self._subject.observers)
+        return bool(self.observers)
 
     def emit(self, event: StepEvent) -> None:
         """Send ``event`` to every subscriber."""
