@@ -415,14 +415,13 @@ class Pipeline:
             if all(is_present(subject) for subject in sources):
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("skip %s: its outputs are present", step.name)
-                if self._events.listening:
+                if self._events.observers:
                     self._events.emit(StepEvent(step.name, "skipped", scope=store.id))
                 values = [subject.value for subject in sources]
                 return values[0] if len(values) == 1 else tuple(values)
-            demands = activate(store, self._providers, step=step, strict=True)
-        else:
-            demands = activate(store, self._providers, step=step, strict=True)
-            sources = demands[0].outputs
+        demands = activate(store, self._providers, step=step, strict=True)
+        if not provides:
+            sources = demands[0].outputs  # the private result of a step that provides nothing
         values = await _wait(loop, demands, sources, f"`{step.name}`")
         return values[0] if len(values) == 1 else tuple(values)
 
