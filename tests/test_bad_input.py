@@ -24,6 +24,10 @@ from pipeliner_rx import (
     StepOutputError,
 )
 
+# Passing runs take seconds; a failing property shrinks for up to a few minutes (Hypothesis'
+# own limit) before it prints its minimal example, which the default 60 s would cut off.
+pytestmark = pytest.mark.timeout(600)
+
 WAIT = 5.0  # seconds any one await may take before it counts as a hang
 EXAMPLES = settings(max_examples=200, deadline=None)
 

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from reference import Failed, Missing, Reference, StepSpec
@@ -41,6 +42,10 @@ from test_properties import (
 )
 
 from pipeliner_rx import MissingResourceError, Pipeline, Step, StepEvent
+
+# Passing runs take seconds; a failing property shrinks for up to a few minutes (Hypothesis'
+# own limit) before it prints its minimal example, which the default 60 s would cut off.
+pytestmark = pytest.mark.timeout(600)
 
 T = TypeVar("T")
 Fault = Literal["raise", "timeout", "block"]

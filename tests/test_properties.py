@@ -18,11 +18,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import Missing, Reference, StepSpec
 
 from pipeliner_rx import MissingResourceError, Pipeline, Step
+
+# Passing runs take seconds; a failing property shrinks for up to a few minutes (Hypothesis'
+# own limit) before it prints its minimal example, which the default 60 s would cut off.
+pytestmark = pytest.mark.timeout(600)
 
 T = TypeVar("T")
 
