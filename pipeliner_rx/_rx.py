@@ -102,6 +102,7 @@ def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase
             return
         taken = True
         subscription.dispose()
+        store.feeds.discard(subscription)
         try:
             store.push({name: value})
         except PipelineError as exc:
@@ -112,8 +113,11 @@ def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase
         if taken:
             return
         taken = True
+        store.feeds.discard(subscription)
         store.fail(name, error)
 
+    # Leaving the scope (or resetting the store) disposes what has not arrived yet.
+    store.feeds.add(subscription)
     # The loop is looked up per item: the store may be bound only after `feed` was called.
     subscription.disposable = source.subscribe(
         lambda value: call_on_loop(store.loop, take, value),

@@ -113,13 +113,14 @@ class Store:
     finished loop are forgotten when another loop takes the store over.
     """
 
-    __slots__ = ("active", "closed", "id", "loop", "private", "subjects")
+    __slots__ = ("active", "closed", "feeds", "id", "loop", "private", "subjects")
 
     def __init__(self, id: int = 0) -> None:
         self.id = id  # 0 for a pipeline's own store, then one per scope
         self.subjects: dict[str, Resource] = {}
         self.active: dict[Step[Any], Activation] = {}
         self.private: set[Activation] = set()  # running steps that provide nothing
+        self.feeds: set[abc.DisposableBase] = set()  # `feed` subscriptions still waiting
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False  # a scope's store, once the scope is left
 
@@ -198,6 +199,9 @@ class Store:
 
         ``reason`` makes the error for those waiters, only if there are any.
         """
+        feeds, self.feeds = self.feeds, set()
+        for subscription in feeds:
+            subscription.dispose()  # a feed into an emptied store would push into nothing
         activations = [*self.active.values(), *self.private]
         subjects, self.subjects = self.subjects, {}
         pending = [subject for subject in subjects.values() if not subject.is_stopped]

@@ -251,3 +251,16 @@ async def test_cancelled_event_when_cancelled_during_retry_delay(pipeline: Pipel
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.sleep(0)
     assert kinds == ["started", "failed", "cancelled"]
+
+
+async def test_leaving_a_scope_detaches_its_pending_feeds(pipeline: Pipeline) -> None:
+    readings: Subject[int] = Subject()
+    for _ in range(100):
+        async with pipeline.scope() as scope:
+            scope.feed("divisor", readings)  # nothing arrives before the scope ends
+    assert readings.observers == []
+    pipeline.feed("divisor", readings)
+    pipeline.reset()  # emptying the store stops its feeds too
+    assert readings.observers == []
+    readings.on_next(1)
+    assert not pipeline.resource_ready("divisor")
