@@ -145,6 +145,10 @@ class HamiltonEngine:
         spec = next(s for s in workload.steps if s.name == target)
         return list(spec.provides or (spec.name,))
 
+    def close(self) -> None:
+        """Forget the generated module, so that later measurements run on a small heap."""
+        sys.modules.pop(self.module.__name__, None)
+
     async def run(self) -> Any:
         if self.driver is None:
             self.driver = await self.builder.build()
