@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import add_step
+from helpers import add_step, blocking_step
 
 from pipeliner_rx import CycleError, Pipeline
 
@@ -103,18 +103,7 @@ async def test_step_starts_when_its_own_inputs_are_ready(pipeline: Pipeline) -> 
 
 
 async def test_cancelling_only_caller_cancels_running_step(pipeline: Pipeline) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    @pipeline.step(provides="x")
-    async def forever() -> int:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return 1
+    started, cancelled, _ = blocking_step(pipeline, "x", "forever")
 
     task = asyncio.create_task(pipeline.resource("x"))
     await asyncio.wait_for(started.wait(), 1)

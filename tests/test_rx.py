@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import reactivex
+from helpers import blocking_step
 from reactivex import operators as ops
 from reactivex.subject import Subject
 
@@ -79,18 +80,7 @@ async def test_observe_waits_for_pushed_inputs(pipeline: Pipeline) -> None:
 
 
 async def test_disposing_observe_withdraws_demand(pipeline: Pipeline) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    @pipeline.step(provides="v")
-    async def v() -> int:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return 1
+    started, cancelled, _ = blocking_step(pipeline, "v", "v")
 
     _, _, disposable = collect(pipeline.observe("v"))
     await asyncio.wait_for(started.wait(), 1)

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from helpers import blocking_step
 
 import pipeliner_rx
 from pipeliner_rx import Pipeline, PipelineError, Scope
@@ -127,18 +128,7 @@ async def test_leaving_async_scope_cancels_and_waits_for_running_steps(pipeline:
 
 
 async def test_leaving_sync_scope_cancels_running_steps(pipeline: Pipeline) -> None:
-    started = asyncio.Event()
-    cancelled = asyncio.Event()
-
-    @pipeline.step(provides="slow")
-    async def slow() -> int:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return 1
+    started, cancelled, _ = blocking_step(pipeline, "slow", "slow")
 
     with pipeline.scope():
         task = asyncio.create_task(pipeline.resource("slow"))
