@@ -10,12 +10,10 @@ reference-counted: when nobody needs a pending activation any more it is cancell
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import contextvars
 import logging
-import threading
 import time
-from collections.abc import Coroutine, Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._events import StepEvent
@@ -38,98 +36,11 @@ _running: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
 )
 
 
-# How deep eager step runs may nest in one thread before steps go on in tasks instead.
-_EAGER_DEPTH = 16
-
-
-class _EagerDepth(threading.local):
-    depth = 0
-    # While a demand subscribes its activations, steps whose inputs are ready wait here, so
-    # that a step failing at once cannot fail before its dependents listen for the failure.
-    deferred: list[tuple[Activation, list[Any]]] | None = None
-
-
-_eager = _EagerDepth()
-
-
 def _enter(
     scope_var: contextvars.ContextVar[Store | None], scope: Store | None, running: Activation
 ) -> None:
     scope_var.set(scope)
     _running.set(running)
-
-
-def _first_send(
-    scope_var: contextvars.ContextVar[Store | None],
-    scope: Store | None,
-    running: Activation,
-    coro: Coroutine[Any, Any, Any],
-) -> Any:
-    scope_var.set(scope)
-    _running.set(running)
-    return coro.send(None)
-
-
-_NOTHING: Any = object()
-
-
-class _Suspended(collections.abc.Coroutine[Any, Any, None]):
-    """The rest of an eagerly started step, driven by a task as that task's coroutine.
-
-    The step's coroutine already ran up to its first suspension; the task's first step hands
-    the task what it is waiting on, later steps are passed on to it. It is a coroutine in its
-    own right (not an ``async def`` wrapping one) so that a task cancelled before it first runs
-    still throws the cancellation into the step, whose ``finally`` blocks then run as usual.
-    """
-
-    __slots__ = ("activation", "coro", "pending", "start")
-
-    def __init__(
-        self, activation: Activation, coro: Coroutine[Any, Any, Any], pending: Any, start: float
-    ) -> None:
-        self.activation = activation
-        self.coro = coro
-        self.pending = pending
-        self.start = start
-
-    def send(self, value: Any) -> Any:
-        pending = self.pending
-        if pending is not _NOTHING:
-            self.pending = _NOTHING
-            return pending
-        return self._step(self.coro.send, value)
-
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        self.pending = _NOTHING
-        if val is None and tb is None:
-            return self._step(self.coro.throw, typ)
-        return self._step(lambda _: self.coro.throw(typ, val, tb), None)
-
-    def close(self) -> None:
-        self.coro.close()
-
-    def _step(self, method: Any, argument: Any) -> Any:
-        activation = self.activation
-        try:
-            return method(argument)
-        except StopIteration as stop:
-            activation._succeeded(stop.value, self.start, 1)
-        except asyncio.CancelledError:
-            activation._cancelled(self.start, 1)
-            raise
-        except Exception as exc:
-            activation._attempt_failed(exc, self.start, 1)
-            activation._give_up(exc, 1)
-        raise StopIteration
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        # Not used by tasks (they call send and throw), but a coroutine must be awaitable.
-        try:
-            value = yield self.send(None)
-            while True:
-                value = yield self.send(value)
-        except StopIteration:
-            return
 
 
 class Activation:
@@ -198,13 +109,8 @@ class Activation:
 
     def _ready(self, values: list[Any]) -> None:
         self.join = None
-        deferred = _eager.deferred
-        if deferred is not None:
-            deferred.append((self, values))
-            return
-        self._go(values)
-
-    def _go(self, values: list[Any]) -> None:
+        if self.finished:
+            return  # cancelled meanwhile
         upstream = self.upstream
         if upstream:
             # Inputs that were pushed instead of computed leave their providers unneeded.
@@ -225,49 +131,12 @@ class Activation:
             kwargs.update(zip(self.inputs, values, strict=True))
         else:
             kwargs = dict(zip(self.inputs, values, strict=True))
-        # The step runs in a context of its own, in its store's scope, whoever completed its
-        # last input (as a task would copy the context it is created in).
+        # The step's task runs in its store's scope, whoever completed its last input.
         context = contextvars.copy_context()
-        scope = store if store.id else None
-        if step.eager and _eager.depth < _EAGER_DEPTH:
-            self._run_eagerly(kwargs, context, scope)
-        else:
-            context.run(_enter, step.pipeline._scope_var, scope, self)
-            loop = store.loop
-            assert loop is not None  # a store is bound before anything is activated
-            self.task = loop.create_task(self._run(kwargs), context=context)
-
-    def _run_eagerly(
-        self, kwargs: dict[str, Any], context: contextvars.Context, scope: Store | None
-    ) -> None:
-        """Run the step's coroutine up to its first suspension now; a task only if it suspends.
-
-        Most steps of a dataflow finish without ever waiting (or wait once, late), so a task
-        and a trip through the loop per step would be most of their cost. Nesting is bounded
-        by `_EAGER_DEPTH`: a long chain goes on in tasks instead of recursing.
-        """
-        start = self._started(1)
-        step = self.step
-        coro = step.fn(**kwargs)
-        _eager.depth += 1
-        try:
-            try:
-                pending = context.run(_first_send, step.pipeline._scope_var, scope, self, coro)
-            except StopIteration as stop:
-                self._succeeded(stop.value, start, 1)
-                return
-            except asyncio.CancelledError:
-                self._cancelled(start, 1)
-                return
-            except Exception as exc:
-                self._attempt_failed(exc, start, 1)
-                self._give_up(exc, 1)
-                return
-        finally:
-            _eager.depth -= 1
-        loop = self.store.loop
-        assert loop is not None
-        self.task = loop.create_task(_Suspended(self, coro, pending, start), context=context)
+        context.run(_enter, step.pipeline._scope_var, store if store.id else None, self)
+        loop = store.loop
+        assert loop is not None  # a store is bound before anything is activated
+        self.task = loop.create_task(self._run(kwargs), context=context)
 
     async def _run(self, kwargs: dict[str, Any]) -> None:
         step = self.step
@@ -385,6 +254,8 @@ class Activation:
         return await run_sync(step, kwargs, executor)
 
     def _emit(self, result: Any) -> None:
+        if self.finished:
+            return  # cancelled, but the step swallowed the cancellation and returned
         outputs = self._subjects()
         if len(outputs) == 1:
             values: Sequence[Any] = (result,)
@@ -611,14 +482,8 @@ def activate(
             active[activation.step] = activation
         for upstream in activation.upstream:
             upstream.demand += 1
-    outer, _eager.deferred = _eager.deferred, []
-    try:
-        for activation in order:
-            activation.start()
-    finally:
-        ready, _eager.deferred = _eager.deferred, outer
-    for activation, values in ready:
-        activation._go(values)
+    for activation in order:
+        activation.start()
     demands = list(top)
     for activation in demands:
         activation.demand += 1

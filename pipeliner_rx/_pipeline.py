@@ -434,7 +434,7 @@ async def _wait(
 ) -> list[Any]:
     """Await the first value of each source; withdraw ``demands`` if the caller goes away."""
     if all(is_present(source) for source in sources):
-        # Already computed (steps start eagerly): no future, no subscription.
+        # Already there (computed before, or supplied): no future, no subscription.
         release(demands)
         return [source.value for source in sources]
     future: asyncio.Future[list[Any]] = loop.create_future()

@@ -161,8 +161,6 @@ class Step(Generic[R]):
         self.timeout = timeout
         self.retries = retries
         self.retry_delay = retry_delay
-        # Plain async steps start eagerly, in the callback that completes their last input.
-        self.eager = self.is_async and timeout is None and retries == 0
         check_executor(executor, f"`{self.name}`")
         self.executor = executor
 

@@ -80,23 +80,6 @@ class Resource(AsyncSubject[Any]):
             observer.on_completed()
 
 
-class _Detach(abc.DisposableBase):
-    __slots__ = ("observer", "subject")
-
-    def __init__(self, subject: Resource, observer: abc.ObserverBase[Any]) -> None:
-        self.subject: Resource | None = subject
-        self.observer = observer
-
-    def dispose(self) -> None:
-        subject, self.subject = self.subject, None
-        # A stopped subject has let go of its observers already.
-        if subject is not None and not subject.is_stopped and not subject.is_disposed:
-            try:
-                subject.observers.remove(self.observer)
-            except ValueError:  # already notified and cleared
-                pass
-
-
 def _same(current: Any, new: Any) -> bool:
     if current is new:
         return True
@@ -214,7 +197,3 @@ class Store:
             activation.cancel(error)
         for subject in pending:
             subject.on_error(error)
-
-    def values(self, names: Iterable[str]) -> list[Any]:
-        """The values of present resources, in order."""
-        return [self.subjects[name].value for name in names]
