@@ -68,11 +68,6 @@ class Events:
         # Callers get an Observable, not the Subject itself: they listen, they do not emit.
         self.observable: Observable[StepEvent] = Observable(subscribe)
 
-    @property
-    def listening(self) -> bool:
-        """Whether anyone subscribes (checked before building an event)."""
-        return bool(self.observers)
-
     def emit(self, event: StepEvent) -> None:
         """Send ``event`` to every subscriber."""
         self._subject.on_next(event)
