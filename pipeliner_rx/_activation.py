@@ -36,13 +36,6 @@ _running: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
 )
 
 
-def _enter(
-    scope_var: contextvars.ContextVar[Store | None], scope: Store | None, running: Activation
-) -> None:
-    scope_var.set(scope)
-    _running.set(running)
-
-
 class Activation:
     """A step demanded in a store: waiting for inputs, running, or finished."""
 
@@ -131,14 +124,21 @@ class Activation:
             kwargs.update(zip(self.inputs, values, strict=True))
         else:
             kwargs = dict(zip(self.inputs, values, strict=True))
-        # The step's task runs in its store's scope, whoever completed its last input.
-        context = contextvars.copy_context()
-        context.run(_enter, step.pipeline._scope_var, store if store.id else None, self)
         loop = store.loop
         assert loop is not None  # a store is bound before anything is activated
-        self.task = loop.create_task(self._run(kwargs), context=context)
+        # The step's task runs in its store's scope, whoever completed its last input; a task
+        # copies the current context anyway, so a context is made here only to change it.
+        scope_var = step.pipeline._scope_var
+        scope = store if store.id else None
+        if scope_var.get() is scope:
+            self.task = loop.create_task(self._run(kwargs))
+        else:
+            context = contextvars.copy_context()
+            context.run(scope_var.set, scope)
+            self.task = loop.create_task(self._run(kwargs), context=context)
 
     async def _run(self, kwargs: dict[str, Any]) -> None:
+        _running.set(self)  # in this task's own context
         step = self.step
         attempt = 0
         while True:
