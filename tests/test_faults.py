@@ -18,10 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import pytest
-from hypothesis import event, given, settings
-from hypothesis import strategies as st
-from reference import Failed, Missing, Reference, StepSpec
-from test_properties import (
+from dags import (
     BOUND,
     Dag,
     Node,
@@ -40,6 +37,9 @@ from test_properties import (
     store_id,
     targets,
 )
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from reference import Failed, Missing, Reference, StepSpec
 
 from pipeliner_rx import MissingResourceError, Pipeline, Step, StepEvent
 
