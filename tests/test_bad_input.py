@@ -10,10 +10,10 @@ import asyncio
 from typing import Any
 
 import pytest
+from dags import Dag, Node, build, dags, pure_step, register, run
 from helpers import add_step
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_properties import Dag, Node, build, dags, pure_step, register, run
 
 from pipeliner_rx import (
     CycleError,
