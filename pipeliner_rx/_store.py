@@ -124,13 +124,9 @@ class Store:
         subjects = self.subjects
         for name in names:
             subject = subjects.get(name)
-            if subject is None or not (subject.is_stopped and subject.has_value):
+            if subject is None or not is_present(subject):
                 return False
         return True
-
-    def value(self, name: str) -> Any:
-        """The value of a present resource."""
-        return self.subjects[name].value
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Make ``loop`` the store's loop, dropping what was pending on a previous one.
