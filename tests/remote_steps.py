@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from pipeliner_rx import Pipeline
 
 pipeline = Pipeline()
+
+
+@contextmanager
+def running_on(executor: Any) -> Iterator[Pipeline]:
+    """This module's pipeline with ``executor`` and an empty store, restored afterwards."""
+    pipeline.executor = executor
+    pipeline.reset()
+    try:
+        yield pipeline
+    finally:
+        pipeline.executor = None
+        pipeline.reset()
 
 
 @pipeline.step(provides="pid")

@@ -31,11 +31,8 @@ def client(cluster: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def remote(client: Any) -> Iterator[Pipeline]:
-    remote_steps.pipeline.executor = client
-    remote_steps.pipeline.reset()
-    yield remote_steps.pipeline
-    remote_steps.pipeline.executor = None
-    remote_steps.pipeline.reset()
+    with remote_steps.running_on(client) as pipeline:
+        yield pipeline
 
 
 async def test_steps_run_on_cluster_workers(remote: Pipeline, cluster: Any) -> None:
@@ -53,13 +50,8 @@ async def test_remote_exceptions_keep_their_type(remote: Pipeline) -> None:
 
 async def test_async_client_runs_steps_without_blocking(cluster: Any) -> None:
     async with distributed.Client(cluster.scheduler_address, asynchronous=True) as client:
-        remote_steps.pipeline.reset()
-        remote_steps.pipeline.executor = client
-        try:
+        with remote_steps.running_on(client):
             assert await asyncio.wait_for(remote_steps.sum_squares(n=5), 60) == 30
-        finally:
-            remote_steps.pipeline.executor = None
-            remote_steps.pipeline.reset()
 
 
 async def test_cancelling_the_demand_cancels_the_dask_future(remote: Pipeline, client: Any) -> None:

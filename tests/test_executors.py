@@ -26,11 +26,8 @@ def process_pool() -> Iterator[ProcessPoolExecutor]:
 
 @pytest.fixture
 def remote(process_pool: ProcessPoolExecutor) -> Iterator[Pipeline]:
-    remote_steps.pipeline.executor = process_pool
-    remote_steps.pipeline.reset()
-    yield remote_steps.pipeline
-    remote_steps.pipeline.executor = None
-    remote_steps.pipeline.reset()
+    with remote_steps.running_on(process_pool) as pipeline:
+        yield pipeline
 
 
 async def test_blocking_sync_step_leaves_the_loop_free(pipeline: Pipeline) -> None:
