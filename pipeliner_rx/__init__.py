@@ -25,8 +25,11 @@ from .exceptions import (
     MissingResourceError,
     PipelineError,
     ResourceConflictError,
+    ScopeClosedError,
     StepOutputError,
     StepPicklingError,
+    StoreInUseError,
+    UnknownTargetError,
 )
 
 __version__ = "0.1.0"
@@ -39,11 +42,14 @@ __all__ = [
     "PipelineError",
     "ResourceConflictError",
     "Scope",
+    "ScopeClosedError",
     "Step",
     "StepDecorator",
     "StepEvent",
     "StepOutputError",
     "StepPicklingError",
+    "StoreInUseError",
+    "UnknownTargetError",
     "__version__",
     "add_environment_resources",
     "default_pipeline",

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import CycleError, PipelineError
+from .exceptions import CycleError, UnknownTargetError
 
 if TYPE_CHECKING:
     from ._step import Step
@@ -26,10 +26,7 @@ def _needed_steps(
     for target in targets:
         step = providers.get(target) or by_name.get(target)
         if step is None:
-            raise PipelineError(
-                f"No step or resource is named `{target}`; pick one of "
-                f"{', '.join(f'`{s.name}`' for s in steps)}."
-            )
+            raise UnknownTargetError(target, [s.name for s in steps])
         work.append(step)
     while work:
         step = work.pop()
@@ -195,10 +192,7 @@ def make_plan(
     if isinstance(target, str):
         step = providers.get(target) or next((s for s in steps if s.name == target), None)
         if step is None:
-            raise PipelineError(
-                f"`{target}` is neither a resource nor a step of this pipeline. Plan one of "
-                f"{', '.join(f'`{s.name}`' for s in steps) or 'its steps (it has none)'}."
-            )
+            raise UnknownTargetError(target, [s.name for s in steps])
         root_names = [target] if target in providers else None
     else:
         step, root_names = target, None

@@ -12,7 +12,7 @@ from reactivex import Observable, abc
 
 from ._rx import feed, observe
 from ._store import Store
-from .exceptions import PipelineError
+from .exceptions import ScopeClosedError
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -90,12 +90,7 @@ class Scope:
             if a.task is not None and not a.task.done()
         ]
         store.closed = True
-        store.clear(
-            lambda: PipelineError(
-                f"Scope {self.id} was closed while this resource was awaited. Await the "
-                f"results you need inside the scope."
-            )
-        )
+        store.clear(lambda: ScopeClosedError(self.id))
         return tasks
 
     # -- the scope's store --------------------------------------------------------------------

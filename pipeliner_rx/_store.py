@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from reactivex import abc
 from reactivex.subject import AsyncSubject
 
-from .exceptions import PipelineError, ResourceConflictError
+from .exceptions import ResourceConflictError, ScopeClosedError
 
 if TYPE_CHECKING:
     from ._activation import Activation
@@ -137,10 +137,7 @@ class Store:
         if self.loop is loop and not self.closed:
             return
         if self.closed:
-            raise PipelineError(
-                f"Scope {self.id} is closed: it was left before this call. Await the results "
-                f"you need inside the scope, or open a new one."
-            )
+            raise ScopeClosedError(self.id)
         if self.loop is not None:
             # Tasks and waiters of the old loop can never finish on this one: drop them, so
             # that new demand starts afresh instead of waiting on the dead.
@@ -156,7 +153,7 @@ class Store:
     def push(self, resources: Mapping[str, Any]) -> None:
         """Set resources, all or none: a different value for a present one is a conflict."""
         if self.closed:
-            raise PipelineError(f"Scope {self.id} is closed; it takes no more resources.")
+            raise ScopeClosedError(self.id)
         for name, value in resources.items():
             subject = self.subjects.get(name)
             if subject is not None and is_present(subject) and not _same(subject.value, value):

@@ -8,17 +8,27 @@ step keeps its type and reaches the caller with a note naming the step that rais
     ├── CycleError             the providers of a demanded resource depend on themselves
     ├── DuplicateProviderError two different steps provide the same resource
     ├── StepOutputError        a step's return value does not match its ``provides``
-    ├── StepPicklingError      a sync step cannot be shipped to a worker process
-    └── ResourceConflictError  a resource is given a value different from the one it holds
+    ├── StepPicklingError      a sync step, or one of its arguments, cannot be shipped to a worker
+    ├── ResourceConflictError  a resource is given a value different from the one it holds
+    ├── ScopeClosedError       a scope (or live store) is used after it was closed
+    ├── UnknownTargetError     a target names neither a resource nor a step of the pipeline
+    └── StoreInUseError        a store is used from a second running event loop at once
 
 Registration errors that are plain programming mistakes (a bad ``provides``, ``*args`` or
-``**kwargs`` parameters) raise `TypeError`, as Python itself would.
+``**kwargs`` parameters, a resource name that is not a string) raise `TypeError`, as Python
+itself would.
+
+Every error survives a pickle round trip with its fields and notes (process pools ship them),
+and shows values with a ``repr`` cut to about 200 characters.
 """
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Sequence
+from typing import Any
+
+from ._format import short_repr
 
 __all__ = [
     "CycleError",
@@ -26,8 +36,11 @@ __all__ = [
     "MissingResourceError",
     "PipelineError",
     "ResourceConflictError",
+    "ScopeClosedError",
     "StepOutputError",
     "StepPicklingError",
+    "StoreInUseError",
+    "UnknownTargetError",
 ]
 
 
@@ -35,8 +48,21 @@ def _names(names: Sequence[str]) -> str:
     return ", ".join(f"`{name}`" for name in names)
 
 
+def _rebuild(cls: type[PipelineError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class PipelineError(Exception):
     """Base class of every error raised by pipeliner_rx itself."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its fields (and notes), not by calling ``__init__`` with the message:
+        # the subclasses take structured arguments, and a process pool unpickles what a worker
+        # raised.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
 class MissingResourceError(PipelineError):
@@ -165,29 +191,97 @@ class ResourceConflictError(PipelineError):
         self.current = current
         self.new = new
         super().__init__(
-            f"`{resource}` already holds {current!r}; refusing the different value {new!r}. "
+            f"`{resource}` already holds {short_repr(current)}; refusing the different value "
+            f"{short_repr(new)}. "
             f"Use a fresh store for new inputs (`pipeline.reset()`, or a scope per run)."
         )
 
 
 class StepPicklingError(PipelineError, pickle.PicklingError):
-    """A sync step cannot be sent to another process (a process pool or a Dask worker).
+    """A sync step, or one of its arguments, cannot be sent to another process.
 
-    Workers receive a step by reference (its module and qualified name) and import it there,
-    so the step must be defined at module level of an importable module.
+    Workers (a process pool or Dask) receive a step by reference (its module and qualified
+    name) and import it there, so the step must be defined at module level of an importable
+    module; its arguments travel by pickle.
 
     Attributes:
         step: the step.
         path: its module and qualified name.
         reason: what pickling said.
+        argument: the argument that cannot be pickled, or None when the step itself cannot.
     """
 
-    def __init__(self, step: str, path: str, reason: str) -> None:
+    def __init__(self, step: str, path: str, reason: str, argument: str | None = None) -> None:
         self.step = step
         self.path = path
         self.reason = reason
+        self.argument = argument
+        if argument is None:
+            message = (
+                f"`{step}` (`{path}`) cannot be sent to a worker process: {reason}. Define the "
+                f"step at module level of an importable module, or give it a thread pool "
+                f"(`executor=ThreadPoolExecutor()`)."
+            )
+        else:
+            message = (
+                f"The argument `{argument}` of `{step}` cannot be sent to a worker process: "
+                f"{reason}. Give the step a value that pickles, or a thread pool "
+                f"(`executor=ThreadPoolExecutor()`)."
+            )
+        super().__init__(message)
+
+
+class ScopeClosedError(PipelineError):
+    """A scope (or another store with an end) is used after it was closed.
+
+    Raised to a call, push or subscription made after the scope was left, and to whoever still
+    awaited one of its missing resources when it was closed.
+
+    Attributes:
+        scope: the id of the scope.
+    """
+
+    def __init__(self, scope: int) -> None:
+        self.scope = scope
         super().__init__(
-            f"`{step}` (`{path}`) cannot be sent to a worker process: {reason}. Define the step "
-            f"at module level of an importable module, or give it a thread pool "
-            f"(`executor=ThreadPoolExecutor()`)."
+            f"Scope {scope} is closed: it was left before its work finished. Await the results "
+            f"you need inside the scope (`async with pipeline.scope(...):`), or open a new one."
+        )
+
+
+class UnknownTargetError(PipelineError):
+    """A target names neither a resource nor a step of the pipeline.
+
+    Attributes:
+        target: the name that was given.
+        choices: the names of the pipeline's steps.
+    """
+
+    def __init__(self, target: str, choices: Sequence[str]) -> None:
+        self.target = target
+        self.choices = tuple(choices)
+        listed = _names(self.choices[:20]) + (", ..." if len(self.choices) > 20 else "")
+        super().__init__(
+            f"`{target}` is neither a resource nor a step of this pipeline. Pick one of "
+            f"{listed or 'its steps (it has none: register steps with `@pipeline.step`)'}."
+        )
+
+
+class StoreInUseError(PipelineError):
+    """A store is used from a second running event loop while its first loop still uses it.
+
+    A store's steps, subjects and waiters belong to one event loop. Another thread with a loop
+    of its own (or ``asyncio.run`` inside a sync step) must use a store of its own.
+
+    Attributes:
+        scope: the id of the store: 0 for the pipeline's own store, a scope's id otherwise.
+    """
+
+    def __init__(self, scope: int) -> None:
+        self.scope = scope
+        where = "The pipeline's store" if scope == 0 else f"Scope {scope}"
+        super().__init__(
+            f"{where} is in use by another running event loop. Open a scope per thread "
+            f"(`with pipeline.scope(...):`), or await the call instead of running a new loop "
+            f"with `asyncio.run` inside a step."
         )
