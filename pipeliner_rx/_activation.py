@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._events import StepEvent
 from ._executors import run_sync
-from ._format import add_note, chain_text, replace_note
+from ._format import add_note, chain_text, remove_note
 from ._join import Join
 from ._store import Resource, Store, complete_all, fail_subject, is_present
 from .exceptions import CycleError, MissingResourceError, PipelineError, StepOutputError
@@ -27,7 +27,7 @@ from .exceptions import CycleError, MissingResourceError, PipelineError, StepOut
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["Activation", "Failure", "activate", "release"]
+__all__ = ["Activation", "Failure", "activate", "failure_chain", "release"]
 
 logger = logging.getLogger("pipeliner_rx")
 
@@ -42,6 +42,7 @@ class Activation:
     """A step demanded in a store: waiting for inputs, running, or finished."""
 
     __slots__ = (
+        "cause",
         "context",
         "demand",
         "failure",
@@ -76,6 +77,7 @@ class Activation:
         self.join: Join | None = None
         self.task: asyncio.Task[None] | None = None
         self.finished = False
+        self.cause: tuple[str, Activation] | None = None  # the failed input that stopped it
         self.failure: Failure | None = None  # set when it failed, for the failure's note
 
     def start(self) -> None:
@@ -302,9 +304,9 @@ class Activation:
         name = self.inputs[index]
         for upstream in self.upstream:
             if name in upstream.step.provides:
+                self.cause = (name, upstream)
                 if upstream.failure is not None and upstream.failure.error is error:
                     self.failure = upstream.failure
-                    self.failure.spread(name, self.step)
                 break
         # Retired at once, so that a demand made from now on (even by a waiter that has just
         # heard of the failure) runs the step again; its waiters hear on the next turn, so
@@ -373,9 +375,14 @@ def _stop_iteration(step: Step[Any], error: StopIteration) -> RuntimeError:
 
 
 class Failure:
-    """One step's failure as its error's notes tell it: who raised, and what it stopped."""
+    """One step's failure as its error's notes tell it.
 
-    __slots__ = ("chain", "error", "note", "others", "tip")
+    The step that raised is noted on the error at once. The data-flow chain from it to what a
+    caller demanded is noted only while a single caller has heard of the error: the instance
+    is shared by every waiter, and no caller may see a note about another caller's demand.
+    """
+
+    __slots__ = ("callers", "error", "note")
 
     def __init__(self, error: BaseException, step: Step[Any], attempts: int) -> None:
         self.error = error
@@ -386,29 +393,34 @@ class Failure:
             error,
             f"{_RAISED}`{step.name}`{tries}" + (f", which provides {names}." if names else "."),
         )
-        # The data-flow chain of the steps it stopped, while they form one chain; the
-        # steps beyond that are only counted.
-        self.chain = [step.label]
-        self.tip: Step[Any] = step
-        self.others = 0
+        self.callers = 0
         self.note: str | None = None
 
-    def spread(self, via: str, dependent: Step[Any]) -> None:
-        """``dependent`` did not run because its input ``via`` failed with this error."""
-        if self.others == 0 and via in self.tip.provides:
-            self.chain += [via, dependent.label]
-            self.tip = dependent
-        else:
-            self.others += 1
-        text = f"{_STOPPED}{chain_text(self.chain)}" + (
-            f" (and {self.others} more steps)" if self.others else ""
-        )
-        replace_note(self.error, self.note, text)
-        self.note = text
+    def reached(self, what: str, chain: list[str]) -> None:
+        """A caller waiting for ``what`` hears of the error, which came along ``chain``."""
+        self.callers += 1
+        if self.callers == 1 and len(chain) > 1:
+            self.note = f"{what}{_STOPPED}{chain_text(chain)}."
+            add_note(self.error, self.note)
+        elif self.note is not None:
+            remove_note(self.error, self.note)
+            self.note = None
 
 
 _RAISED = "Raised by step "
-_STOPPED = "Not computed because of it: "
+_STOPPED = " could not be computed: "
+
+
+def failure_chain(activation: Activation) -> list[str]:
+    """Data-flow chain from the step that raised to ``activation``: step, resource, step, ..."""
+    chain = [activation.step.label]
+    cause = activation.cause
+    while cause is not None:
+        name, upstream = cause
+        chain += [name, upstream.step.label]
+        cause = upstream.cause
+    chain.reverse()
+    return chain
 
 
 def _strip_library_notes(error: BaseException) -> None:
@@ -416,7 +428,7 @@ def _strip_library_notes(error: BaseException) -> None:
     try:
         notes = getattr(error, "__notes__", None)
         if isinstance(notes, list):
-            notes[:] = [n for n in notes if not str(n).startswith((_RAISED, _STOPPED))]
+            notes[:] = [n for n in notes if not (n.startswith(_RAISED) or _STOPPED in n)]
     except Exception:
         pass
 

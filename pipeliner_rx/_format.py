@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["LIMIT", "add_note", "chain_text", "replace_note", "short_repr"]
+__all__ = ["LIMIT", "add_note", "chain_text", "remove_note", "short_repr"]
 
 LIMIT = 200  # characters of a value's repr shown in a message
 _CHAIN = 20  # steps of a failure chain shown in full
@@ -46,15 +46,14 @@ def add_note(error: BaseException, note: str) -> None:
         pass
 
 
-def replace_note(error: BaseException, old: str | None, new: str) -> None:
-    """Put ``new`` where the note ``old`` is (or add it); nothing if notes are refused."""
+def remove_note(error: BaseException, note: str) -> None:
+    """Take the note ``note`` (this very string) off ``error``, if it is there."""
     try:
         notes = getattr(error, "__notes__", None)
-        if old is not None and isinstance(notes, list):
+        if isinstance(notes, list):
             for index in range(len(notes) - 1, -1, -1):
-                if notes[index] is old:
-                    notes[index] = new
+                if notes[index] is note:
+                    del notes[index]
                     return
-        add_note(error, new)
     except Exception:
         pass

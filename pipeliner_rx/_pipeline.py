@@ -11,12 +11,12 @@ from typing import Any, Protocol, TypeVar, overload
 from reactivex import Observable, abc
 from reactivex.subject import AsyncSubject
 
-from ._activation import Activation, activate, release
+from ._activation import Activation, activate, failure_chain, release
 from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
 from ._graph import Plan, make_plan, to_dot, to_mermaid
 from ._join import Join
-from ._rx import compute, feed, observe
+from ._rx import check_name, compute, feed, observe
 from ._scope import Scope
 from ._step import Provides, Step
 from ._store import Store, is_present
@@ -214,6 +214,7 @@ class Pipeline:
 
     def resource_ready(self, name: str) -> bool:
         """Whether the resource ``name`` holds a value in the current store."""
+        check_name(name)
         return self._current_store().present(name)
 
     async def resource(self, name: str) -> Any:
@@ -236,6 +237,7 @@ class Pipeline:
         return await self._resource(self._current_store(), name)
 
     async def _resource(self, store: Store, name: str, strict: bool = False) -> Any:
+        check_name(name)
         loop = asyncio.get_running_loop()
         store.bind(loop)
         subject = store.subject(name)
@@ -247,7 +249,7 @@ class Pipeline:
             else None
         )
         demands = activate(store, self._providers, names=(name,), strict=strict, hint=hint)
-        values = await _wait(loop, demands, [subject])
+        values = await _wait(loop, demands, [subject], f"`{name}`")
         return values[0]
 
     def reset(self) -> None:
@@ -433,7 +435,7 @@ class Pipeline:
         )
         if not provides:
             sources = demands[0].outputs  # the private result of a step that provides nothing
-        values = await _wait(loop, demands, sources)
+        values = await _wait(loop, demands, sources, f"`{step.label}`")
         return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -441,6 +443,7 @@ async def _wait(
     loop: asyncio.AbstractEventLoop,
     demands: list[Activation],
     sources: Sequence[AsyncSubject[Any]],
+    what: str,
 ) -> list[Any]:
     """Await the first value of each source; withdraw ``demands`` however the wait ends."""
     if all(is_present(source) for source in sources):
@@ -460,6 +463,12 @@ async def _wait(
     join = Join(sources, ready, failed)
     try:
         return await future
+    except BaseException as exc:
+        if demands and not isinstance(exc, asyncio.CancelledError):
+            failure = demands[0].failure
+            if failure is not None and failure.error is exc:
+                failure.reached(what, failure_chain(demands[0]))
+        raise
     finally:
         # Cancelled, failed (perhaps elsewhere than in what it demanded) or done: providers
         # nobody needs any more are cancelled.
