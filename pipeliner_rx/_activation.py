@@ -14,20 +14,21 @@ import contextvars
 import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._events import StepEvent
 from ._executors import run_sync
 from ._format import add_note, chain_text, remove_note
-from ._join import Join
+from ._join import Join, Slot
 from ._store import Resource, Store, complete_all, fail_subject, is_present
 from .exceptions import CycleError, MissingResourceError, PipelineError, StepOutputError
 
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["Activation", "Failure", "activate", "failure_chain", "release"]
+__all__ = ["Activation", "Failure", "activate", "fail_downstream", "failure_chain", "release"]
 
 logger = logging.getLogger("pipeliner_rx")
 
@@ -102,7 +103,7 @@ class Activation:
         if all(is_present(subject) for subject in subjects):
             self._ready([subject.value for subject in subjects])  # nothing to wait for
         else:
-            self.join = Join(subjects, self._ready, self._lost)
+            self.join = Join(subjects, self._ready, self._lost, self)
 
     def _subjects(self) -> list[Resource]:
         # Looked up when needed, not kept: a failed resource gets a fresh subject meanwhile.
@@ -297,30 +298,23 @@ class Activation:
                 )
 
     def _lost(self, error: Exception, index: int) -> None:
-        """An input failed: this step cannot run, and fails its outputs with the same error."""
-        self.join = None
-        if self.finished:
-            return
-        name = self.inputs[index]
-        for upstream in self.upstream:
-            if name in upstream.step.provides:
-                self.cause = (name, upstream)
-                if upstream.failure is not None and upstream.failure.error is error:
-                    self.failure = upstream.failure
-                break
-        # Retired at once, so that a demand made from now on (even by a waiter that has just
-        # heard of the failure) runs the step again; its waiters hear on the next turn, so
-        # that a failure deep in a long chain does not recurse once per level.
-        old = self._detach()
-        loop = self.store.loop
-        assert loop is not None
-        loop.call_soon(_fail_all, old, error)
+        """An input failed: this step cannot run, and fails its outputs with the same error.
 
-    def _detach(self) -> list[Resource]:
-        """Retire, release upstream, and take the output subjects out of the store."""
+        Failures usually retire their dependents before anyone hears of them
+        (`fail_downstream`); this is for inputs failed otherwise (a feed's error).
+        """
+        self.join = None
+        if not self.finished:
+            fail_downstream(self._detach(), error, self)
+
+    def _detach(self) -> list[tuple[str, Resource]]:
+        """Retire, stop listening, release upstream, and take the outputs out of the store."""
         self._retire()
+        if self.join is not None:
+            self.join.dispose()
+            self.join = None
         if self.private:
-            old = self.outputs
+            old = [("", subject) for subject in self.outputs]
         else:
             old = self.store.detach(self.step.provides)
         upstream, self.upstream = self.upstream, []
@@ -328,9 +322,8 @@ class Activation:
         return old
 
     def _fail(self, error: BaseException) -> None:
-        if self.finished:
-            return
-        _fail_all(self._detach(), error)
+        if not self.finished:
+            fail_downstream(self._detach(), error, self)
 
     def _retire(self) -> None:
         self.finished = True
@@ -360,8 +353,35 @@ class Activation:
             task.cancel()
 
 
-def _fail_all(subjects: list[Resource], error: BaseException) -> None:
-    for subject in subjects:
+def fail_downstream(
+    outputs: list[tuple[str, Resource]], error: BaseException, source: Activation | None
+) -> None:
+    """Fail ``outputs`` (of ``source``) and everything downstream that waits on them.
+
+    First every dependent, transitively, is retired and its outputs taken out of the store;
+    only then does anyone hear of the error. So a demand made by a waiter as soon as it hears
+    (in its ``except`` block, in an observer) finds no stale activation and runs the providers
+    again: errors are not cached, without a window. Iterative: depth costs no recursion.
+    """
+    failed: list[Resource] = []
+    work: deque[tuple[str, Resource, Activation | None]] = deque(
+        (name, subject, source) for name, subject in outputs
+    )
+    while work:
+        name, subject, upstream = work.popleft()
+        failed.append(subject)
+        for observer in list(subject.observers):
+            if not isinstance(observer, Slot):
+                continue
+            dependent = observer.owner
+            if not isinstance(dependent, Activation) or dependent.finished:
+                continue
+            if upstream is not None:
+                dependent.cause = (name, upstream)
+                if upstream.failure is not None and upstream.failure.error is error:
+                    dependent.failure = upstream.failure
+            work.extend((n, s, dependent) for n, s in dependent._detach())
+    for subject in failed:
         fail_subject(subject, error)
 
 

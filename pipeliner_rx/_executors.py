@@ -70,7 +70,7 @@ def _call(fn: Any, kwargs: dict[str, Any]) -> Any:
     except StopIteration as exc:
         # A Future cannot hold StopIteration (asyncio refuses it and its waiter would hang):
         # it leaves the worker as a RuntimeError naming the step.
-        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+        name = getattr(fn, "__name__", None) or repr(fn)
         raise RuntimeError(
             f"`{name}` raised StopIteration, which asyncio cannot deliver to a waiter; it is "
             f"raised as this RuntimeError instead (see its __cause__)."

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
-from ._activation import activate, failure_chain, release
+from ._activation import activate, fail_downstream, failure_chain, release
 from ._join import Join
 from ._store import Store, is_present
 from ._threads import call_on_loop, guarded, on_loop_thread
@@ -73,13 +73,20 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
             guarded(loop, observer.on_completed)
             return Disposable()
         demands = activate(store, pipeline._providers, names=(name,), strict=False)
+        ended: asyncio.Future[None] | None = None
+
+        def end() -> None:
+            if ended is not None and not ended.done():
+                ended.set_result(None)
 
         def ready(values: list[Any]) -> None:
+            end()
             release(demands)
             guarded(loop, observer.on_next, values[0])
             guarded(loop, observer.on_completed)
 
-        def failed(error: Exception, index: int) -> None:
+        def failed(error: BaseException, index: int) -> None:
+            end()
             release(demands)  # failed elsewhere perhaps: providers nobody needs are cancelled
             failure = demands[0].failure if demands else None
             if failure is not None and failure.error is error:
@@ -89,13 +96,47 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
         join = Join([subject], ready, failed)
 
         def dispose() -> None:
+            end()
             if not join.done:
                 join.dispose()
                 release(demands)
 
+        if not join.done:
+            # A loop that finishes cancels its tasks: this one tells the observer, which
+            # would otherwise never hear anything.
+            ended = loop.create_future()
+            task = loop.create_task(_until_loop_ends(ended, join, failed, name))
+            _watchers.add(task)
+            task.add_done_callback(_watchers.discard)
         return Disposable(lambda: call_on_loop(loop, dispose))
 
     return Observable(subscribe)
+
+
+_watchers: set[asyncio.Task[None]] = set()  # referenced until done, as asyncio requires
+
+
+async def _until_loop_ends(
+    ended: asyncio.Future[None],
+    join: Join,
+    failed: Callable[[BaseException, int], None],
+    name: str,
+) -> None:
+    """Wait for an observe subscription to end; if the loop's end cancels this, fail it."""
+    try:
+        await ended
+    except asyncio.CancelledError:
+        if not join.done:
+            join.dispose()
+            failed(
+                PipelineError(
+                    f"The event loop finished while `{name}` was observed and before it had a "
+                    f"value. Keep the loop running until the value arrives, or dispose the "
+                    f"subscription."
+                ),
+                0,
+            )
+        raise
 
 
 def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase:
@@ -127,17 +168,15 @@ def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase
 
     def fail(error: Exception) -> None:
         if settle():
-            store.fail(name, error)
+            fail_downstream(store.detach((name,)), error, None)
 
     def completed() -> None:
         if settle() and not store.present(name):
-            store.fail(
-                name,
-                PipelineError(
-                    f"The source fed to `{name}` completed without an item, so `{name}` has no "
-                    f"value. Feed a source that emits one, or push `{name}` another way."
-                ),
+            error = PipelineError(
+                f"The source fed to `{name}` completed without an item, so `{name}` has no "
+                f"value. Feed a source that emits one, or push `{name}` another way."
             )
+            fail_downstream(store.detach((name,)), error, None)
 
     def dispose() -> None:
         call_on_loop(store.loop, settle)

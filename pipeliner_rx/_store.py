@@ -251,7 +251,7 @@ class Store:
             if subject is not None and is_present(subject) and not _same(subject.value, value):
                 raise ResourceConflictError(name, subject.value, value)
 
-    def detach(self, names: Iterable[str]) -> list[Resource]:
+    def detach(self, names: Iterable[str]) -> list[tuple[str, Resource]]:
         """Give each missing resource of ``names`` a fresh subject; return the old ones.
 
         The old subjects are failed by the caller: errors are not cached, so a demand made
@@ -263,13 +263,8 @@ class Store:
             subject = subjects.get(name)
             if subject is not None and not subject.is_stopped:
                 subjects[name] = Resource()
-                old.append(subject)
+                old.append((name, subject))
         return old
-
-    def fail(self, name: str, error: BaseException) -> None:
-        """Deliver ``error`` to the waiters of ``name``; the resource itself stays missing."""
-        for subject in self.detach((name,)):
-            fail_subject(subject, error)
 
     def clear(self, reason: Callable[[], Exception]) -> None:
         """Empty the store: stop every active step and fail whoever waits on a missing value.
