@@ -16,17 +16,36 @@ import importlib
 import inspect
 import pickle
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 from .exceptions import StepPicklingError
 
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["Executor", "StepCall", "check_executor", "run_sync"]
+__all__ = ["DaskClient", "Executor", "StepCall", "StepExecutor", "check_executor", "run_sync"]
 
-# A `concurrent.futures.Executor` or a `distributed.Client` (not named here: dask is optional).
-Executor = Any
+
+class DaskClient(Protocol):
+    """What pipeliner_rx uses of a ``distributed.Client`` (named structurally: dask is optional)."""
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the client runs on the caller's event loop."""
+        ...
+
+    def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Schedule ``func(*args, **kwargs)`` on the cluster; return its future."""
+        ...
+
+
+StepExecutor: TypeAlias = concurrent.futures.Executor | DaskClient
+"""Where plain ``def`` steps run: a `concurrent.futures.Executor` (thread or process pool, or
+anything implementing it) or a ``distributed.Client``."""
+
+# An executor, or None for the loop's default thread pool.
+Executor: TypeAlias = StepExecutor | None
 
 
 # Tasks nobody awaits are kept referenced until done, as asyncio requires.
@@ -125,7 +144,8 @@ async def run_sync(step: Step[Any], kwargs: dict[str, Any], executor: Executor) 
             pickle.dumps(call)
         except Exception as exc:
             raise _shipping_error(step, exc) from exc
-    return await loop.run_in_executor(executor, call)
+    # Not a Dask client, so an Executor (checked when it was configured).
+    return await loop.run_in_executor(cast(concurrent.futures.Executor, executor), call)
 
 
 async def _run_on_dask(client: Any, call: StepCall) -> Any:
