@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, overload
 
@@ -83,6 +83,8 @@ class Pipeline:
 
     @overload
     def step(self, provides: Callable[..., Coroutine[Any, Any, R]], /) -> Step[R]: ...
+    @overload
+    def step(self, provides: Callable[..., R], /) -> Step[R]: ...
     @overload
     def step(
         self,
@@ -309,7 +311,7 @@ class Pipeline:
 
     def compute(
         self, *targets: str | Step[Any], max_concurrency: int | None = None
-    ) -> Callable[[Observable[Mapping[str, Any]]], Observable[Any]]:
+    ) -> Callable[[Observable[Any]], Observable[Any]]:
         """An Rx operator computing ``targets`` for each item of a stream of inputs.
 
         Each item is a mapping of resource names to values. For each, a fresh scope seeded with
