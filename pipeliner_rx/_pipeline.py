@@ -349,7 +349,7 @@ class Pipeline:
 
     # -- looking at the pipeline --------------------------------------------------------------
 
-    def to_mermaid(self, targets: Iterable[str | Step[Any]] | None = None) -> str:
+    def to_mermaid(self, targets: Step[Any] | Iterable[str | Step[Any]] | None = None) -> str:
         """The pipeline as a Mermaid ``flowchart``.
 
         Steps are boxes and resources rounded nodes, with edges resource -> step -> resource.
@@ -366,7 +366,7 @@ class Pipeline:
             self._steps.values(), self._providers, self._current_store(), _names(targets)
         )
 
-    def to_dot(self, targets: Iterable[str | Step[Any]] | None = None) -> str:
+    def to_dot(self, targets: Step[Any] | Iterable[str | Step[Any]] | None = None) -> str:
         """The pipeline as a Graphviz ``digraph``, valid input for ``dot``.
 
         Steps are boxes, resources ellipses; inputs are dashed and marked *input*, resources
@@ -469,7 +469,7 @@ async def _wait(
     return values
 
 
-def _names(targets: Iterable[str | Step[Any]] | None) -> list[str] | None:
+def _names(targets: Step[Any] | Iterable[str | Step[Any]] | None) -> list[str] | None:
     if targets is None:
         return None
     if isinstance(targets, (str, Step)):
