@@ -14,7 +14,7 @@ from reactivex.subject import AsyncSubject
 from ._activation import Activation, activate, failure_chain, release
 from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
-from ._graph import Plan, make_plan, to_dot, to_mermaid
+from ._graph import Plan, make_plan, mimebundle, to_dot, to_mermaid
 from ._join import Join
 from ._rx import compute, feed, observe
 from ._scope import Scope
@@ -379,6 +379,14 @@ class Pipeline:
             DOT source; render it with ``dot -Tsvg``.
         """
         return to_dot(self._steps.values(), self._providers, self._current_store(), _names(targets))
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """The pipeline as a graph in Jupyter: ``pipeline`` on a cell's last line draws it.
+
+        SVG (as `to_dot` draws it) when Graphviz's ``dot`` is on PATH, else the `to_mermaid`
+        text as a Markdown ``mermaid`` block, which JupyterLab 4.1+ renders.
+        """
+        return mimebundle(self.to_dot, self.to_mermaid)
 
     def plan(self, target: str | Step[Any], **resources: Any) -> Plan:
         """What calling ``target`` would run, worked out without running or storing anything.
