@@ -112,7 +112,7 @@ def test_module_level_functions_use_the_default_pipeline() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, pipeliner_rx; "
-        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+        "print(sorted(m for m in ('dask', 'distributed', 'opentelemetry') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
