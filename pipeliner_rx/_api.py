@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, overload
 
+from ._executors import Executor
 from ._pipeline import Pipeline, StepDecorator
 from ._scope import Scope
 from ._step import Provides, Step
@@ -31,13 +32,15 @@ def default_pipeline() -> Pipeline:
 @overload
 def step(provides: Callable[..., Coroutine[Any, Any, R]], /) -> Step[R]: ...
 @overload
+def step(provides: Callable[..., R], /) -> Step[R]: ...
+@overload
 def step(
     provides: Provides = None,
     *,
     timeout: float | None = None,
     retries: int = 0,
     retry_delay: float = 0.0,
-    executor: Any = None,
+    executor: Executor = None,
 ) -> StepDecorator: ...
 
 
@@ -47,7 +50,7 @@ def step(
     timeout: float | None = None,
     retries: int = 0,
     retry_delay: float = 0.0,
-    executor: Any = None,
+    executor: Executor = None,
 ) -> Step[Any] | StepDecorator:
     """Register a function as a step of the default pipeline; see `Pipeline.step`.
 

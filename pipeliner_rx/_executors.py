@@ -16,17 +16,36 @@ import importlib
 import inspect
 import pickle
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 from .exceptions import StepPicklingError
 
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["Executor", "StepCall", "check_executor", "run_sync"]
+__all__ = ["DaskClient", "Executor", "StepCall", "StepExecutor", "check_executor", "run_sync"]
 
-# A `concurrent.futures.Executor` or a `distributed.Client` (not named here: dask is optional).
-Executor = Any
+
+class DaskClient(Protocol):
+    """What pipeliner_rx uses of a ``distributed.Client`` (named structurally: dask is optional)."""
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the client runs on the caller's event loop."""
+        ...
+
+    def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Schedule ``func(*args, **kwargs)`` on the cluster; return its future."""
+        ...
+
+
+StepExecutor: TypeAlias = concurrent.futures.Executor | DaskClient
+"""Where plain ``def`` steps run: a `concurrent.futures.Executor` (thread or process pool, or
+anything implementing it) or a ``distributed.Client``."""
+
+# An executor, or None for the loop's default thread pool.
+Executor: TypeAlias = StepExecutor | None
 
 
 # Tasks nobody awaits are kept referenced until done, as asyncio requires.
@@ -158,12 +177,14 @@ async def run_sync(step: Step[Any], kwargs: dict[str, Any], executor: Executor) 
     call = StepCall(step, kwargs)
     if _in_process(executor):
         # In-process: keep the caller's context (its scope), as `asyncio.to_thread` does.
-        return await loop.run_in_executor(executor, contextvars.copy_context().run, call)
+        pool = cast(concurrent.futures.Executor | None, executor)
+        return await loop.run_in_executor(pool, contextvars.copy_context().run, call)
     if _is_dask_client(executor):
         return await _run_on_dask(executor, call)
     # Fail here, naming the step or argument, rather than deep in the pool's feeder thread.
     _check_picklable(call)
-    return await loop.run_in_executor(executor, call)
+    # Not a Dask client, so an Executor (checked when it was configured).
+    return await loop.run_in_executor(cast(concurrent.futures.Executor, executor), call)
 
 
 async def _run_on_dask(client: Any, call: StepCall) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, overload
 
@@ -14,7 +14,7 @@ from reactivex.subject import AsyncSubject
 from ._activation import Activation, activate, failure_chain, release
 from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
-from ._graph import Plan, make_plan, to_dot, to_mermaid
+from ._graph import Plan, make_plan, mimebundle, to_dot, to_mermaid
 from ._join import Join
 from ._rx import check_name, compute, feed, observe
 from ._scope import Scope
@@ -85,6 +85,8 @@ class Pipeline:
 
     @overload
     def step(self, provides: Callable[..., Coroutine[Any, Any, R]], /) -> Step[R]: ...
+    @overload
+    def step(self, provides: Callable[..., R], /) -> Step[R]: ...
     @overload
     def step(
         self,
@@ -322,7 +324,7 @@ class Pipeline:
 
     def compute(
         self, *targets: str | Step[Any], max_concurrency: int | None = None
-    ) -> Callable[[Observable[Mapping[str, Any]]], Observable[Any]]:
+    ) -> Callable[[Observable[Any]], Observable[Any]]:
         """An Rx operator computing ``targets`` for each item of a stream of inputs.
 
         Each item is a mapping of resource names to values. For each, a fresh scope seeded with
@@ -360,7 +362,7 @@ class Pipeline:
 
     # -- looking at the pipeline --------------------------------------------------------------
 
-    def to_mermaid(self, targets: Iterable[str | Step[Any]] | None = None) -> str:
+    def to_mermaid(self, targets: Step[Any] | Iterable[str | Step[Any]] | None = None) -> str:
         """The pipeline as a Mermaid ``flowchart``.
 
         Steps are boxes and resources rounded nodes, with edges resource -> step -> resource.
@@ -375,7 +377,7 @@ class Pipeline:
         """
         return to_mermaid(self._steps, self._providers, self._current_store(), _names(targets))
 
-    def to_dot(self, targets: Iterable[str | Step[Any]] | None = None) -> str:
+    def to_dot(self, targets: Step[Any] | Iterable[str | Step[Any]] | None = None) -> str:
         """The pipeline as a Graphviz ``digraph``, valid input for ``dot``.
 
         Steps are boxes, resources ellipses; inputs are dashed and marked *input*, resources
@@ -388,6 +390,14 @@ class Pipeline:
             DOT source; render it with ``dot -Tsvg``.
         """
         return to_dot(self._steps, self._providers, self._current_store(), _names(targets))
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """The pipeline as a graph in Jupyter: ``pipeline`` on a cell's last line draws it.
+
+        SVG (as `to_dot` draws it) when Graphviz's ``dot`` is on PATH, else the `to_mermaid`
+        text as a Markdown ``mermaid`` block, which JupyterLab 4.1+ renders.
+        """
+        return mimebundle(self.to_dot, self.to_mermaid)
 
     def plan(self, target: str | Step[Any], **resources: Any) -> Plan:
         """What calling ``target`` would run, worked out without running or storing anything.
@@ -476,7 +486,7 @@ async def _wait(
         release(demands)
 
 
-def _names(targets: Iterable[str | Step[Any]] | None) -> list[str] | None:
+def _names(targets: Step[Any] | Iterable[str | Step[Any]] | None) -> list[str] | None:
     if targets is None:
         return None
     if isinstance(targets, (str, Step)):

@@ -197,8 +197,10 @@ def compute(
     pipeline: Pipeline,
     targets: Sequence[str | Step[Any]],
     max_concurrency: int | None,
-) -> Callable[[Observable[Mapping[str, Any]]], Observable[Any]]:
+) -> Callable[[Observable[Any]], Observable[Any]]:
     """An operator computing ``targets`` per item in a fresh scope; see `Pipeline.compute`."""
+    # Typed for `Observable[Any]`, not of mappings: inside `concat_map(lambda item: ...)` mypy
+    # has not solved the item type yet, and a narrower parameter rejects that documented use.
     if not targets:
         raise TypeError("`compute` needs at least one target: a resource name or a step.")
     if max_concurrency is not None and (

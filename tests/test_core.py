@@ -183,7 +183,7 @@ async def test_return_values_and_shapes(pipeline: Pipeline) -> None:
         return [3, 4]
 
     assert await single() == (1, 2)
-    assert await pair() == (3, 4)
+    assert await pair() == (3, 4)  # type: ignore[comparison-overlap]  # outputs come as a tuple
     assert await pipeline.resource("b") == 4
 
 
@@ -193,7 +193,7 @@ def test_decorated_step_keeps_name_doc_signature(pipeline: Pipeline) -> None:
         return beta * alpha
 
     wrapped = pipeline.step(provides="out")(documented)
-    assert wrapped.__name__ == "documented"
+    assert wrapped.__name__ == "documented"  # type: ignore[attr-defined]
     assert wrapped.__doc__ == "Docs."
     assert wrapped.__wrapped__ is documented  # type: ignore[attr-defined]
     assert inspect.signature(wrapped) == inspect.signature(documented)

@@ -129,7 +129,7 @@ def test_bad_provides_is_a_type_error(pipeline: Pipeline, provides: object) -> N
         return None
 
     with pytest.raises(TypeError, match="provides"):
-        pipeline.step(provides=provides)(f)  # type: ignore[arg-type]
+        pipeline.step(provides=provides)(f)  # type: ignore[call-overload]
 
 
 def test_var_args_and_positional_only_are_type_errors(pipeline: Pipeline) -> None:

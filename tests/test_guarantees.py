@@ -568,7 +568,7 @@ async def test_a_closed_scope_raises_one_class_wherever_it_is_detected(
     for attempt in (
         lambda: waiter,
         lambda: scope.resource("y"),
-        lambda: asyncio.sleep(0, scope.add_environment_resources(x=1)),
+        lambda: asyncio.to_thread(scope.add_environment_resources, x=1),
     ):
         try:
             await asyncio.wait_for(attempt(), WAIT)

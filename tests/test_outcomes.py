@@ -148,9 +148,13 @@ def _with_param(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
 async def observe_outcome(pipeline: Pipeline, name: str) -> BaseException | None:
     """Subscribe to ``observe(name)``; the error it ends with (None if it emitted)."""
     done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def finish(outcome: BaseException | None) -> None:
+        if not done.done():
+            done.set_result(outcome)
+
     pipeline.observe(name).subscribe(
-        on_next=lambda _: done.done() or done.set_result(None),
-        on_error=lambda error: done.done() or done.set_result(error),
+        on_next=lambda _: finish(None), on_error=lambda error: finish(error)
     )
     return await asyncio.wait_for(done, WAIT)
 
@@ -300,7 +304,7 @@ def test_a_demand_made_as_soon_as_a_failure_is_heard_runs_the_provider_again(
 
     async def main() -> None:
         pipeline = Pipeline()
-        fail, runs = [True], []
+        fail, runs = [True], list[str]()
         chain(pipeline, length, fail, runs)
         loop = asyncio.get_running_loop()
         second: asyncio.Future[Any] = loop.create_future()
