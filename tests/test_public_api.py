@@ -46,10 +46,13 @@ def test_private_modules_export_what_they_define() -> None:
     for module_name in (
         "_activation",
         "_api",
+        "_compute",
         "_events",
         "_format",
         "_executors",
+        "_items",
         "_join",
+        "_map",
         "_pipeline",
         "_rx",
         "_scope",
