@@ -191,7 +191,9 @@ class Items:
         self.in_flight = 0  # started and not yet taken
 
     def start(self, item: Mapping[str, Any]) -> None:
-        """Start computing ``item``."""
+        """Start computing ``item`` (nothing once closed: an item may race the close)."""
+        if self.closed:
+            return
         index = self.count
         self.count += 1
         self.in_flight += 1

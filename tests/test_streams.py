@@ -729,3 +729,15 @@ async def test_map_is_typed_as_an_async_generator(pipeline: Pipeline) -> None:
         with pytest.raises(KeyError):
             await results.athrow(KeyError("stop"))
     assert [r async for r in results] == []
+
+
+async def test_map_inside_a_step_fans_out_over_items(pipeline: Pipeline) -> None:
+    doubling(pipeline)
+
+    @pipeline.step(provides="total")
+    async def total(xs: list[int]) -> int:
+        results = pipeline.map(({"x": x} for x in xs), "out", max_concurrency=2)
+        return sum([r async for r in results])
+
+    assert await asyncio.wait_for(total(xs=[1, 2, 3]), 2) == 12
+    await no_task_left()
