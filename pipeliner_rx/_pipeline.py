@@ -12,11 +12,13 @@ from reactivex import Observable, abc
 from reactivex.subject import AsyncSubject
 
 from ._activation import Activation, activate, failure_chain, release
+from ._compute import compute
 from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
 from ._graph import Plan, make_plan, mimebundle, to_dot, to_mermaid
 from ._join import Join
-from ._rx import check_name, compute, feed, observe
+from ._map import Results, Source, map_items
+from ._rx import check_name, feed, observe
 from ._scope import Scope
 from ._step import Provides, Step
 from ._store import Store, is_present
@@ -323,33 +325,118 @@ class Pipeline:
         return feed(self._current_store(), name, observable)
 
     def compute(
-        self, *targets: str | Step[Any], max_concurrency: int | None = None
+        self,
+        *targets: str | Step[Any],
+        max_concurrency: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
     ) -> Callable[[Observable[Any]], Observable[Any]]:
         """An Rx operator computing ``targets`` for each item of a stream of inputs.
 
         Each item is a mapping of resource names to values. For each, a fresh scope seeded with
-        it computes the targets (resource names or steps), and the operator emits the value, or
-        a tuple for several targets. Results come out in input order; at most
-        ``max_concurrency`` items are in flight (started and not yet emitted). A failing item
-        ends the stream with ``on_error`` (the Rx convention); to keep a stream alive past bad
-        items, compute each item in its own inner stream and catch there, e.g.
-        ``ops.concat_map(lambda item: reactivex.just(item).pipe(op, ops.catch(...)))``.
+        it (and the pipeline's environment) computes the targets, and the operator emits the
+        value, or a tuple for several targets. At most ``max_concurrency`` items are in flight
+        (started and not yet emitted); further items wait in a queue, since an Rx source cannot
+        be slowed down: for back-pressure, iterate with `map` instead.
+
+        - ``ordered=True`` emits results in input order: a slow item holds back the finished
+          ones after it. ``ordered=False`` emits each result as soon as it is ready.
+        - ``return_exceptions=False``: a failing item ends the stream with ``on_error`` (the
+          Rx convention; the results of the items before it in emission order are emitted).
+          ``return_exceptions=True`` emits the failing item's exception in its place and goes
+          on (the `asyncio.gather` convention). Use it for streams that must survive bad
+          items; filter or count the errors downstream.
+        - An item whose task is cancelled by anything but the stream fails with
+          `PipelineError` (then as any failing item above).
+
+        Subscribing, items and disposal may come on any thread (``concat_map`` or
+        ``flat_map`` over a source on a worker thread): the work is handed to the event loop
+        the operator was created on, or the running one, or the one the pipeline is bound to.
+        Notifications are emitted on that loop's thread.
 
         Args:
-            *targets: resource names or steps to compute per item.
+            *targets: resource names or steps to compute per item. A string is a resource a
+                step provides, else a step's name, else an input of a step (that the items
+                supply).
             max_concurrency: the most items in flight at once; None for no limit.
+            ordered: emit in input order (True) or in completion order (False).
+            return_exceptions: emit a failing item's exception as its result instead of
+                ending the stream.
 
         Returns:
             An operator for ``source.pipe(...)``.
 
         Raises:
-            TypeError: no targets.
+            TypeError: no targets, a target that is neither a string nor a step, or a step of
+                another pipeline.
+            UnknownTargetError: a string target names nothing in this pipeline.
+            ValueError: ``max_concurrency`` is not a whole number >= 1.
+            PipelineError: on subscription (through ``on_error``), when there is no event loop
+                to run on.
+
+        Example:
+            >>> inputs.pipe(pipeline.compute("double", ordered=False, return_exceptions=True))
+        """
+        return compute(
+            self, self._current_store(), targets, max_concurrency, ordered, return_exceptions
+        )
+
+    def map(
+        self,
+        items: Source,
+        *targets: str | Step[Any],
+        max_concurrency: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+    ) -> Results:
+        """Compute ``targets`` for each of ``items``, as an async iterator of the results.
+
+        Each item is computed as by `compute`: in a fresh scope seeded with it, the value or a
+        tuple for several targets. Items are pulled from ``items`` (an iterable or async
+        iterable of mappings) only while fewer than ``max_concurrency`` of them are ahead of
+        the consumer (pulled, not yet handed out), so a slow consumer slows the source and an
+        endless source is read with bounded memory. A plain iterable is read on the event
+        loop: it must not block (wrap a blocking source in an async generator).
+
+        ``ordered`` and ``return_exceptions`` are those of `compute`: with
+        ``return_exceptions=False`` the first failing item (in output order) raises its
+        exception from the ``async for``, after the results before it. An error of the source
+        itself is raised after the results of the items read before it.
+
+        Leaving the ``async for`` early cancels the items in flight (at the loop's next turn);
+        ``aclose()``, e.g. through ``contextlib.aclosing``, also waits until they are gone.
+
+        Args:
+            items: the inputs, one mapping of resource names to values per item.
+            *targets: resource names or steps to compute per item, as for `compute`.
+            max_concurrency: the most items ahead of the consumer, and so in flight at once;
+                None for 100.
+            ordered: results in input order (True) or in completion order (False).
+            return_exceptions: give a failing item's exception as its result instead of
+                raising it.
+
+        Returns:
+            An async iterator (an async generator) of the results.
+
+        Raises:
+            TypeError: ``items`` is not an iterable of mappings, or a bad target (see
+                `compute`).
+            UnknownTargetError: a string target names nothing in this pipeline.
             ValueError: ``max_concurrency`` is not a whole number >= 1.
 
         Example:
-            >>> reactivex.from_iterable([{"x": 1}, {"x": 2}]).pipe(pipeline.compute("double"))
+            >>> async for count in pipeline.map(({"text": line} async for line in lines), "count"):
+            ...     print(count)
         """
-        return compute(self, targets, max_concurrency)
+        return map_items(
+            self,
+            self._current_store(),
+            items,
+            targets,
+            max_concurrency,
+            ordered,
+            return_exceptions,
+        )
 
     @property
     def events(self) -> Observable[StepEvent]:

@@ -1,11 +1,10 @@
-"""observe / feed / compute: the bridges between a store and other Rx streams."""
+"""observe / feed: the bridges between a store's resources and other Rx streams."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
@@ -19,14 +18,14 @@ from .exceptions import PipelineError
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
-    from ._step import Step
 
-__all__ = ["check_name", "compute", "feed", "observe"]
+__all__ = ["check_name", "feed", "loop_for", "observe"]
 
 logger = logging.getLogger("pipeliner_rx")
 
 
-def _loop_for(store: Store, what: str) -> asyncio.AbstractEventLoop:
+def loop_for(store: Store, what: str) -> asyncio.AbstractEventLoop:
+    """The running loop, else the loop ``store`` is bound to; `PipelineError` if neither."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -51,7 +50,7 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
     def subscribe(
         observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        loop = _loop_for(store, f"observe({name!r})")
+        loop = loop_for(store, f"observe({name!r})")
         if not on_loop_thread(loop):
             # Subscribed from another thread: do the work on the loop's thread.
             inner = SingleAssignmentDisposable()
@@ -191,105 +190,3 @@ def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase
         lambda: call_on_loop(store.loop, completed),
     )
     return handle
-
-
-def compute(
-    pipeline: Pipeline,
-    targets: Sequence[str | Step[Any]],
-    max_concurrency: int | None,
-) -> Callable[[Observable[Any]], Observable[Any]]:
-    """An operator computing ``targets`` per item in a fresh scope; see `Pipeline.compute`."""
-    # Typed for `Observable[Any]`, not of mappings: inside `concat_map(lambda item: ...)` mypy
-    # has not solved the item type yet, and a narrower parameter rejects that documented use.
-    if not targets:
-        raise TypeError("`compute` needs at least one target: a resource name or a step.")
-    if max_concurrency is not None and (
-        isinstance(max_concurrency, bool)
-        or not isinstance(max_concurrency, int)
-        or max_concurrency < 1
-    ):
-        raise ValueError("`max_concurrency` must be a whole number >= 1, or None for no limit.")
-    single = len(targets) == 1
-
-    async def run(item: Mapping[str, Any]) -> Any:
-        async with pipeline.scope(**item) as scope:
-            values = await asyncio.gather(*(scope._compute(target) for target in targets))
-        return values[0] if single else tuple(values)
-
-    def operator(source: Observable[Mapping[str, Any]]) -> Observable[Any]:
-        def subscribe(
-            observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            loop = asyncio.get_running_loop()
-            pending: deque[asyncio.Task[Any]] = deque()  # started, in input order
-            backlog: deque[Mapping[str, Any]] = deque()  # waiting for a free slot
-            subscription = SingleAssignmentDisposable()
-            source_done = False
-            stopped = False
-
-            def start(item: Mapping[str, Any]) -> None:
-                task = loop.create_task(run(item))
-                task.add_done_callback(lambda _: flush())
-                pending.append(task)
-
-            def on_item(item: Mapping[str, Any]) -> None:
-                if stopped:
-                    return
-                if max_concurrency is None or len(pending) < max_concurrency:
-                    start(item)
-                else:
-                    backlog.append(item)
-
-            def flush() -> None:
-                # Emit finished results in input order, then refill the free slots.
-                nonlocal stopped
-                while not stopped and pending and pending[0].done():
-                    task = pending.popleft()
-                    error = (
-                        PipelineError("An item's computation was cancelled from outside.")
-                        if task.cancelled()
-                        else task.exception()
-                    )
-                    if error is not None:
-                        stop()
-                        guarded(
-                            loop,
-                            observer.on_error,
-                            error if isinstance(error, Exception) else PipelineError(repr(error)),
-                        )
-                        return
-                    guarded(loop, observer.on_next, task.result())
-                    while backlog and (max_concurrency is None or len(pending) < max_concurrency):
-                        start(backlog.popleft())
-                if not stopped and source_done and not pending and not backlog:
-                    stopped = True
-                    guarded(loop, observer.on_completed)
-
-            def on_source_error(error: Exception) -> None:
-                if not stopped:
-                    stop()
-                    guarded(loop, observer.on_error, error)
-
-            def on_source_completed() -> None:
-                nonlocal source_done
-                source_done = True
-                flush()
-
-            def stop() -> None:
-                nonlocal stopped
-                stopped = True
-                subscription.dispose()
-                backlog.clear()
-                while pending:
-                    pending.popleft().cancel()
-
-            subscription.disposable = source.subscribe(
-                lambda item: call_on_loop(loop, on_item, item),
-                lambda error: call_on_loop(loop, on_source_error, error),
-                lambda: call_on_loop(loop, on_source_completed),
-            )
-            return Disposable(lambda: call_on_loop(loop, stop))
-
-        return Observable(subscribe)
-
-    return operator
