@@ -20,13 +20,13 @@ def _needed_steps(
     steps: Iterable[Step[Any]], providers: Mapping[str, Step[Any]], targets: Iterable[str]
 ) -> list[Step[Any]]:
     """The steps a target needs (its providers' upstream closure), in registration order."""
-    by_name = {step.name: step for step in steps}
+    by_name = {step.label: step for step in steps}
     wanted: set[Step[Any]] = set()
     work: list[Step[Any]] = []
     for target in targets:
         step = providers.get(target) or by_name.get(target)
         if step is None:
-            raise UnknownTargetError(target, [s.name for s in steps])
+            raise UnknownTargetError(target, [s.label for s in steps])
         work.append(step)
     while work:
         step = work.pop()
@@ -77,7 +77,7 @@ def to_mermaid(
         label = name if state == "computed" else f"{name}<br/><i>{state}</i>"
         lines.append(f'    {rid[name]}(["{_mermaid_text(label)}"]):::{state}')
     for i, step in enumerate(steps):
-        lines.append(f'    s{i}["{_mermaid_text(step.name)}"]:::step')
+        lines.append(f'    s{i}["{_mermaid_text(step.label)}"]:::step')
         for param in step.params:
             lines.append(f"    {rid[param.name]} --> s{i}")
         for name in step.provides:
@@ -126,9 +126,9 @@ def to_dot(
         node = _dot_id("resource:" + name)
         lines.append(f"    {node} [label={_dot_label(label)}, {_DOT_STYLE[state]}];")
     for step in steps:
-        node = _dot_id("step:" + step.name)
+        node = _dot_id("step:" + step.label)
         lines.append(
-            f'    {node} [label={_dot_id(step.name)}, shape=box, style="rounded,filled", '
+            f'    {node} [label={_dot_id(step.label)}, shape=box, style="rounded,filled", '
             f'fillcolor="#dbe4ff", color="#364fc7"];'
         )
         for param in step.params:
@@ -190,9 +190,9 @@ def make_plan(
     """Plan ``target`` against ``store`` plus ``resources``; see `Pipeline.plan`."""
     steps = list(steps)
     if isinstance(target, str):
-        step = providers.get(target) or next((s for s in steps if s.name == target), None)
+        step = providers.get(target) or next((s for s in steps if s.label == target), None)
         if step is None:
-            raise UnknownTargetError(target, [s.name for s in steps])
+            raise UnknownTargetError(target, [s.label for s in steps])
         root_names = [target] if target in providers else None
     else:
         step, root_names = target, None
@@ -200,7 +200,7 @@ def make_plan(
     def present(name: str) -> bool:
         return name in resources or store.present(name)
 
-    plan = Plan(target if isinstance(target, str) else target.name)
+    plan = Plan(target if isinstance(target, str) else target.label)
     missing: dict[str, None] = {}
     suppressed: dict[Step[Any], str] = {}  # providers not run because what they give is present
     done: set[Step[Any]] = set()
@@ -212,25 +212,25 @@ def make_plan(
         if s.provides and all(present(name) for name in s.provides):
             if s not in done:
                 done.add(s)
-                plan.skips.append(s.name)
+                plan.skips.append(s.label)
                 outputs = ", ".join(f"`{name}`" for name in s.provides)
-                plan.reasons[s.name] = f"its outputs ({outputs}) are present"
+                plan.reasons[s.label] = f"its outputs ({outputs}) are present"
             return
         if s in done:
             return
         if s in on_path:
             path = [via or ""]
             for frame in reversed(stack[on_path[s] + 1 :]):
-                path += [frame[0].name, frame[2] or ""]
-            raise CycleError([*path, s.name, via or ""])
+                path += [frame[0].label, frame[2] or ""]
+            raise CycleError([*path, s.label, via or ""])
         on_path[s] = len(stack)
         stack.append([s, 0, via])
 
     if root_names is not None:
         name = root_names[0]
         if present(name):
-            plan.skips.append(step.name)
-            plan.reasons[step.name] = f"`{name}` is present"
+            plan.skips.append(step.label)
+            plan.reasons[step.label] = f"`{name}` is present"
             return plan
     visit(step, None)
     while stack:
@@ -253,15 +253,15 @@ def make_plan(
         stack.pop()
         del on_path[s]
         done.add(s)
-        plan.runs.append(s.name)
+        plan.runs.append(s.label)
         needs = ", ".join(f"`{p.name}`" for p in s.params) or "nothing"
         if frame[2] is None:
-            plan.reasons[s.name] = f"the target; needs {needs}"
+            plan.reasons[s.label] = f"the target; needs {needs}"
         else:
-            plan.reasons[s.name] = f"provides missing `{frame[2]}`; needs {needs}"
+            plan.reasons[s.label] = f"provides missing `{frame[2]}`; needs {needs}"
     plan.missing.extend(missing)
     for provider, reason in suppressed.items():
-        if provider.name not in plan.runs and provider.name not in plan.skips:
-            plan.skips.append(provider.name)
-            plan.reasons[provider.name] = reason
+        if provider.label not in plan.runs and provider.label not in plan.skips:
+            plan.skips.append(provider.label)
+            plan.reasons[provider.label] = reason
     return plan

@@ -16,7 +16,7 @@ from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
 from ._graph import Plan, make_plan, to_dot, to_mermaid
 from ._join import Join
-from ._rx import compute, feed, observe
+from ._rx import check_name, compute, feed, observe
 from ._scope import Scope
 from ._step import Provides, Step
 from ._store import Store, is_present
@@ -63,7 +63,9 @@ class Pipeline:
     def __init__(self, executor: Executor = None) -> None:
         check_executor(executor, "`Pipeline`")
         self.executor: Executor = executor
-        self._steps: dict[tuple[str, str], Step[Any]] = {}
+        self._steps: dict[Step[Any], None] = {}  # in registration order
+        self._by_key: dict[tuple[str, str], Step[Any]] = {}  # the latest step per definition
+        self._namesakes: dict[str, int] = {}  # steps registered per name, for unique labels
         self._providers: dict[str, Step[Any]] = {}
         self._environment: dict[str, Any] = {}
         self._store = Store()
@@ -77,7 +79,7 @@ class Pipeline:
     @property
     def steps(self) -> tuple[Step[Any], ...]:
         """The registered steps, in registration order."""
-        return tuple(self._steps.values())
+        return tuple(self._steps)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -155,17 +157,26 @@ class Pipeline:
         return decorator
 
     def _register(self, step: Step[Any]) -> Step[Any]:
-        old = self._steps.get(step.key)
+        old = self._by_key.get(step.key)
+        if old is not None and not step.replaces(old):
+            old = None
         for name in step.provides:
             existing = self._providers.get(name)
             if existing is not None and existing is not old:
-                raise DuplicateProviderError(name, step.name, existing.name)
+                raise DuplicateProviderError(name, step.label, existing.label)
         if old is not None:
-            # Same module and qualified name: a re-run definition replaces the earlier one.
+            # The same definition run again (a notebook cell): it replaces the earlier one.
             for name in old.provides:
                 del self._providers[name]
-            del self._steps[step.key]
-        self._steps[step.key] = step
+            del self._steps[old]
+            step.label = old.label
+        else:
+            namesakes = self._namesakes.get(step.name, 0)
+            if namesakes:
+                step.label = f"{step.name}#{namesakes + 1}"
+            self._namesakes[step.name] = namesakes + 1
+        self._steps[step] = None
+        self._by_key[step.key] = step
         for name in step.provides:
             self._providers[name] = step
         return step
@@ -203,6 +214,7 @@ class Pipeline:
 
     def resource_ready(self, name: str) -> bool:
         """Whether the resource ``name`` holds a value in the current store."""
+        check_name(name)
         return self._current_store().present(name)
 
     async def resource(self, name: str) -> Any:
@@ -225,6 +237,7 @@ class Pipeline:
         return await self._resource(self._current_store(), name)
 
     async def _resource(self, store: Store, name: str, strict: bool = False) -> Any:
+        check_name(name)
         loop = asyncio.get_running_loop()
         store.bind(loop)
         subject = store.subject(name)
@@ -360,9 +373,7 @@ class Pipeline:
         Returns:
             Mermaid source, e.g. for a Markdown ``mermaid`` block.
         """
-        return to_mermaid(
-            self._steps.values(), self._providers, self._current_store(), _names(targets)
-        )
+        return to_mermaid(self._steps, self._providers, self._current_store(), _names(targets))
 
     def to_dot(self, targets: Iterable[str | Step[Any]] | None = None) -> str:
         """The pipeline as a Graphviz ``digraph``, valid input for ``dot``.
@@ -376,7 +387,7 @@ class Pipeline:
         Returns:
             DOT source; render it with ``dot -Tsvg``.
         """
-        return to_dot(self._steps.values(), self._providers, self._current_store(), _names(targets))
+        return to_dot(self._steps, self._providers, self._current_store(), _names(targets))
 
     def plan(self, target: str | Step[Any], **resources: Any) -> Plan:
         """What calling ``target`` would run, worked out without running or storing anything.
@@ -396,9 +407,7 @@ class Pipeline:
         Example:
             >>> print(pipeline.plan("get_division", base=38))
         """
-        return make_plan(
-            target, self._steps.values(), self._providers, self._current_store(), resources
-        )
+        return make_plan(target, self._steps, self._providers, self._current_store(), resources)
 
     # -- calling ------------------------------------------------------------------------------
 
@@ -407,22 +416,26 @@ class Pipeline:
         store = self._current_store()
         store.bind(loop)
         if resources:
-            store.push(resources)
+            store.check(resources)  # a conflict rejects the call before anything changes
         provides = step.provides
         sources: Sequence[AsyncSubject[Any]]
         if provides:
             sources = [store.subject(name) for name in provides]
             if all(is_present(subject) for subject in sources):
+                if resources:
+                    store.push(resources)
                 if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("skip %s: its outputs are present", step.name)
+                    logger.debug("skip %s: its outputs are present", step.label)
                 if self._events.observers:
-                    self._events.emit(StepEvent(step.name, "skipped", scope=store.id))
+                    self._events.emit(StepEvent(step.label, "skipped", scope=store.id))
                 values = [subject.value for subject in sources]
                 return values[0] if len(values) == 1 else tuple(values)
-        demands = activate(store, self._providers, step=step, strict=True)
+        demands = activate(
+            store, self._providers, step=step, strict=True, supplied=resources or None
+        )
         if not provides:
             sources = demands[0].outputs  # the private result of a step that provides nothing
-        values = await _wait(loop, demands, sources, f"`{step.name}`")
+        values = await _wait(loop, demands, sources, f"`{step.label}`")
         return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -432,7 +445,7 @@ async def _wait(
     sources: Sequence[AsyncSubject[Any]],
     what: str,
 ) -> list[Any]:
-    """Await the first value of each source; withdraw ``demands`` if the caller goes away."""
+    """Await the first value of each source; withdraw ``demands`` however the wait ends."""
     if all(is_present(source) for source in sources):
         # Already there (computed before, or supplied): no future, no subscription.
         release(demands)
@@ -443,28 +456,24 @@ async def _wait(
         if not future.done():
             future.set_result(values)
 
-    def failed(error: Exception, index: int) -> None:
+    def failed(error: BaseException, index: int) -> None:
         if not future.done():
             future.set_exception(error)
 
     join = Join(sources, ready, failed)
     try:
-        values = await future
-    except asyncio.CancelledError:
+        return await future
+    except BaseException as exc:
+        if demands and not isinstance(exc, asyncio.CancelledError):
+            failure = demands[0].failure
+            if failure is not None and failure.error is exc:
+                failure.reached(what, failure_chain(demands[0]))
+        raise
+    finally:
+        # Cancelled, failed (perhaps elsewhere than in what it demanded) or done: providers
+        # nobody needs any more are cancelled.
         join.dispose()
         release(demands)
-        raise
-    except Exception as exc:
-        if demands:
-            chain = failure_chain(demands[0])
-            if len(chain) > 1:
-                note = f"{what} could not be computed: {' -> '.join(chain)}."
-                if note not in getattr(exc, "__notes__", ()):
-                    exc.add_note(note)
-        raise
-    # Providers still pending although the values arrived (pushed meanwhile) are not needed.
-    release(demands)
-    return values
 
 
 def _names(targets: Iterable[str | Step[Any]] | None) -> list[str] | None:

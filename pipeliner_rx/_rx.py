@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
-from ._activation import activate, release
+from ._activation import activate, failure_chain, release
 from ._join import Join
 from ._store import Store, is_present
 from ._threads import call_on_loop, guarded, on_loop_thread
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ._pipeline import Pipeline
     from ._step import Step
 
-__all__ = ["compute", "feed", "observe"]
+__all__ = ["check_name", "compute", "feed", "observe"]
 
 logger = logging.getLogger("pipeliner_rx")
 
@@ -38,8 +38,15 @@ def _loop_for(store: Store, what: str) -> asyncio.AbstractEventLoop:
     )
 
 
+def check_name(name: object) -> None:
+    """Raise `TypeError` unless ``name`` is a resource name (a non-empty string)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"A resource name is a non-empty string; got {name!r}.")
+
+
 def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
     """An Observable of resource ``name`` of ``store``; see `Pipeline.observe`."""
+    check_name(name)
 
     def subscribe(
         observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
@@ -59,20 +66,24 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
             return Disposable(lambda: call_on_loop(loop, inner.dispose))
         store.bind(loop)
         subject = store.subject(name)
+        # The observer is the user's: what it raises must not stop the pipeline's own
+        # notifications, so it goes to the loop's exception handler instead.
         if is_present(subject):
-            observer.on_next(subject.value)
-            observer.on_completed()
+            guarded(loop, observer.on_next, subject.value)
+            guarded(loop, observer.on_completed)
             return Disposable()
         demands = activate(store, pipeline._providers, names=(name,), strict=False)
 
-        # The observer is the user's: what it raises must not stop the pipeline's own
-        # notifications, so it goes to the loop's exception handler instead.
         def ready(values: list[Any]) -> None:
             release(demands)
             guarded(loop, observer.on_next, values[0])
             guarded(loop, observer.on_completed)
 
         def failed(error: Exception, index: int) -> None:
+            release(demands)  # failed elsewhere perhaps: providers nobody needs are cancelled
+            failure = demands[0].failure if demands else None
+            if failure is not None and failure.error is error:
+                failure.reached(f"`{name}`", failure_chain(demands[0]))
             guarded(loop, observer.on_error, error)
 
         join = Join([subject], ready, failed)
@@ -89,6 +100,7 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
 
 def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase:
     """Make the first item of ``source`` resource ``name``; see `Pipeline.feed`."""
+    check_name(name)
     try:
         store.bind(asyncio.get_running_loop())
     except RuntimeError:
@@ -96,34 +108,50 @@ def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase
     subscription = SingleAssignmentDisposable()
     taken = False
 
-    def take(value: Any) -> None:
+    def settle() -> bool:
+        # The feed's entry goes however it ends: an item, an error, completion or disposal.
         nonlocal taken
         if taken:
-            return
+            return False
         taken = True
         subscription.dispose()
-        store.feeds.discard(subscription)
-        try:
-            store.push({name: value})
-        except PipelineError as exc:
-            logger.warning("feed(%r) dropped an item: %s", name, exc)
+        store.feeds.discard(handle)
+        return True
+
+    def take(value: Any) -> None:
+        if settle():
+            try:
+                store.push({name: value})
+            except PipelineError as exc:
+                logger.warning("feed(%r) dropped an item: %s", name, exc)
 
     def fail(error: Exception) -> None:
-        nonlocal taken
-        if taken:
-            return
-        taken = True
-        store.feeds.discard(subscription)
-        store.fail(name, error)
+        if settle():
+            store.fail(name, error)
 
+    def completed() -> None:
+        if settle() and not store.present(name):
+            store.fail(
+                name,
+                PipelineError(
+                    f"The source fed to `{name}` completed without an item, so `{name}` has no "
+                    f"value. Feed a source that emits one, or push `{name}` another way."
+                ),
+            )
+
+    def dispose() -> None:
+        call_on_loop(store.loop, settle)
+
+    handle = Disposable(dispose)
     # Leaving the scope (or resetting the store) disposes what has not arrived yet.
-    store.feeds.add(subscription)
+    store.feeds.add(handle)
     # The loop is looked up per item: the store may be bound only after `feed` was called.
     subscription.disposable = source.subscribe(
         lambda value: call_on_loop(store.loop, take, value),
         lambda error: call_on_loop(store.loop, fail, error),
+        lambda: call_on_loop(store.loop, completed),
     )
-    return subscription
+    return handle
 
 
 def compute(

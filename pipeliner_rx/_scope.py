@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
 
-from ._rx import feed, observe
+from ._rx import check_name, feed, observe
 from ._store import Store
-from .exceptions import ScopeClosedError
+from .exceptions import PipelineError, ScopeClosedError
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -55,6 +55,15 @@ class Scope:
     # -- entering and leaving -----------------------------------------------------------------
 
     def __enter__(self) -> Scope:
+        if self._store.closed:
+            raise ScopeClosedError(self.id)
+        if self._tokens:
+            # Two tasks inside one scope would each leave it, closing it under the other.
+            raise PipelineError(
+                f"Scope {self.id} is entered already; a scope is entered once. Open a scope per "
+                f"task (`async with pipeline.scope(...):`), or pass the scope's tasks their work "
+                f"from inside it."
+            )
         self._tokens.append(self.pipeline._scope_var.set(self._store))
         return self
 
@@ -101,6 +110,7 @@ class Scope:
 
     def resource_ready(self, name: str) -> bool:
         """Whether a resource of this scope holds a value."""
+        check_name(name)
         return self._store.present(name)
 
     def add_environment_resources(self, **resources: Any) -> None:
