@@ -28,7 +28,15 @@ from .exceptions import CycleError, MissingResourceError, PipelineError, StepOut
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["Activation", "Failure", "activate", "fail_downstream", "failure_chain", "release"]
+__all__ = [
+    "Activation",
+    "Failure",
+    "Link",
+    "activate",
+    "fail_downstream",
+    "failure_chain",
+    "release",
+]
 
 logger = logging.getLogger("pipeliner_rx")
 
@@ -351,6 +359,50 @@ class Activation:
         task = self.task
         if task is not None and not task.done() and not task.get_loop().is_closed():
             task.cancel()
+            stopping = self.store.stopping
+            stopping.add(task)
+            task.add_done_callback(stopping.discard)
+
+
+class Link(Activation):
+    """A shared step, as a scope sees it: demanded in the pipeline's store, read from there.
+
+    The step runs (at most once) in the pipeline's own store; the link holds a demand there
+    and completes the scope's resources with the same values when they arrive.
+    """
+
+    __slots__ = ()
+
+    def start(self) -> None:
+        """Listen to the shared outputs in the pipeline's store."""
+        home = self.store.root
+        assert home is not None  # links are made only in scopes
+        subjects = [home.subject(name) for name in self.step.provides]
+        self.join = Join(subjects, self._ready, self._lost, self)
+
+    def _ready(self, values: list[Any]) -> None:
+        self.join = None
+        if self.finished:
+            return
+        self._retire()
+        upstream, self.upstream = self.upstream, []
+        release(upstream)
+        complete_all(self._subjects(), values)
+
+    def cancel(self, error: Exception | None = None) -> None:
+        """Stop listening, and withdraw the demand in the pipeline's store."""
+        super().cancel(error)
+        upstream, self.upstream = self.upstream, []
+        release(upstream)
+
+
+def _shared_hint(step: Step[Any]) -> str:
+    return (
+        f"`{step.name}` is shared (`shared=True`): it runs in the pipeline's own store, so it "
+        f"may need only the pipeline's environment and other shared steps, not a scope's "
+        f"values. Push what it needs with `add_environment_resources(...)` outside any scope, "
+        f"or drop `shared=True`."
+    )
 
 
 def fail_downstream(
@@ -556,6 +608,13 @@ def activate(
         if found is not None:
             deps[found] = None
             return
+        if provider.shared and home is not None:
+            link = Link(provider, store, False, context)
+            created[provider] = link
+            order.append(link)
+            links.append(link)
+            deps[link] = None
+            return
         at = on_path.get(provider)
         if at is not None:
             path = [name]
@@ -587,6 +646,8 @@ def activate(
 
     top: dict[Activation, None] = {}
     context = contextvars.copy_context()
+    home = store.root  # a scope's pipeline store, where its shared steps run
+    links: list[Link] = []
     if root is not None:
         found = active.get(root.step) if root.step.provides else None
         if found is not None:
@@ -601,12 +662,33 @@ def activate(
         walk()
     if missing:
         raise MissingResourceError(missing, step.name if step is not None else names[0], hint)
-    # Nothing changes before the whole walk has succeeded.
+    # Shared steps are demanded in the pipeline's store (each demand counted there once).
+    shared_demands: list[list[Activation]] = []
+    for link in links:
+        assert home is not None and store.loop is not None
+        try:
+            home.bind(store.loop)
+            shared_demands.append(
+                activate(
+                    home,
+                    providers,
+                    names=link.step.provides,
+                    strict=True,
+                    hint=_shared_hint(link.step),
+                )
+            )
+        except BaseException:
+            for made in shared_demands:
+                release(made)
+            raise
+    # Nothing changes in this store before the whole walk has succeeded.
     for activation in order:
         if not activation.private:
             active[activation.step] = activation
         for upstream in activation.upstream:
             upstream.demand += 1
+    for link, demanded in zip(links, shared_demands, strict=True):
+        link.upstream = demanded
     demands = list(top)
     for activation in demands:
         activation.demand += 1

@@ -41,6 +41,7 @@ def step(
     retries: int = 0,
     retry_delay: float = 0.0,
     executor: Executor = None,
+    shared: bool = False,
 ) -> StepDecorator: ...
 
 
@@ -51,6 +52,7 @@ def step(
     retries: int = 0,
     retry_delay: float = 0.0,
     executor: Executor = None,
+    shared: bool = False,
 ) -> Step[Any] | StepDecorator:
     """Register a function as a step of the default pipeline; see `Pipeline.step`.
 
@@ -62,7 +64,12 @@ def step(
     if callable(provides):
         return _default.step(provides)
     return _default.step(
-        provides, timeout=timeout, retries=retries, retry_delay=retry_delay, executor=executor
+        provides,
+        timeout=timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+        executor=executor,
+        shared=shared,
     )
 
 
@@ -71,9 +78,9 @@ def add_environment_resources(**resources: Any) -> None:
     _default.add_environment_resources(**resources)
 
 
-async def resource(name: str) -> Any:
+async def resource(name: str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (a documented bound)
     """Return a resource of the default pipeline, computing it if needed (`Pipeline.resource`)."""
-    return await _default.resource(name)
+    return await _default.resource(name, timeout=timeout)
 
 
 def resource_ready(name: str) -> bool:

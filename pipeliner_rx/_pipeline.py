@@ -98,6 +98,7 @@ class Pipeline:
         retries: int = 0,
         retry_delay: float = 0.0,
         executor: Executor = None,
+        shared: bool = False,
     ) -> StepDecorator: ...
 
     def step(
@@ -108,6 +109,7 @@ class Pipeline:
         retries: int = 0,
         retry_delay: float = 0.0,
         executor: Executor = None,
+        shared: bool = False,
     ) -> Step[Any] | StepDecorator:
         """Register a function as a step of this pipeline.
 
@@ -126,6 +128,10 @@ class Pipeline:
             retry_delay: seconds to wait before each retry.
             executor: where this step runs if it is a plain ``def`` function, overriding the
                 pipeline's: a `concurrent.futures.Executor` or a ``distributed.Client``.
+            shared: compute the outputs at most once, in the pipeline's own store, and let
+                every scope read them from there (a model, a client, a connection pool). A
+                shared step may need only resources of the pipeline's own store: its
+                environment and other shared steps.
 
         Returns:
             A decorator registering the function and returning its `Step`.
@@ -155,6 +161,7 @@ class Pipeline:
                     retries=retries,
                     retry_delay=retry_delay,
                     executor=executor,
+                    shared=shared,
                 )
             )
 
@@ -221,26 +228,51 @@ class Pipeline:
         check_name(name)
         return self._current_store().present(name)
 
-    async def resource(self, name: str) -> Any:
+    async def resource(self, name: str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (a documented bound)
         """Return the value of a resource, computing it if needed.
 
         A missing resource demands its provider (and what that needs, transitively); a resource
         that nothing provides is awaited until someone pushes it with
-        `add_environment_resources`.
+        `add_environment_resources`, for at most ``timeout`` seconds.
 
         Args:
             name: the resource.
+            timeout: seconds to wait at most; None to wait as long as it takes.
 
         Returns:
             Its value.
 
         Raises:
+            TimeoutError: ``timeout`` expired first; the demand is withdrawn (providers nobody
+                else needs are cancelled).
             CycleError: the providers of ``name`` depend on it.
             Exception: whatever a step on the way raised, with its original type.
-        """
-        return await self._resource(self._current_store(), name)
 
-    async def _resource(self, store: Store, name: str, strict: bool = False) -> Any:
+        Example:
+            >>> token = await pipeline.resource("token", timeout=5)
+        """
+        return await self._resource(self._current_store(), name, timeout=timeout)
+
+    async def _resource(
+        self,
+        store: Store,
+        name: str,
+        strict: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (a documented bound)
+    ) -> Any:
+        if timeout is not None:
+            if not timeout >= 0:
+                raise ValueError(f"`timeout` must be seconds >= 0 or None; got {timeout!r}.")
+            try:
+                async with asyncio.timeout(timeout) as deadline:
+                    return await self._resource(store, name, strict)
+            except TimeoutError:
+                if deadline.expired():
+                    raise TimeoutError(
+                        f"`{name}` had no value within {timeout} s. Its demand is withdrawn; "
+                        f"check that something provides or pushes `{name}`, or wait longer."
+                    ) from None
+                raise
         check_name(name)
         loop = asyncio.get_running_loop()
         store.bind(loop)
@@ -527,9 +559,15 @@ class Pipeline:
                     self._events.emit(StepEvent(step.label, "skipped", scope=store.id))
                 values = [subject.value for subject in sources]
                 return values[0] if len(values) == 1 else tuple(values)
-        demands = activate(
-            store, self._providers, step=step, strict=True, supplied=resources or None
-        )
+        if step.shared and store.root is not None:
+            # Read from the pipeline's store, where it runs once for every scope.
+            demands = activate(
+                store, self._providers, names=provides, strict=True, supplied=resources or None
+            )
+        else:
+            demands = activate(
+                store, self._providers, step=step, strict=True, supplied=resources or None
+            )
         if not provides:
             sources = demands[0].outputs  # the private result of a step that provides nothing
         values = await _wait(loop, demands, sources, f"`{step.label}`")

@@ -30,8 +30,10 @@ class Scope:
     asyncio tasks created inside), step calls, `Pipeline.resource`, `Pipeline.resource_ready` and
     `Pipeline.add_environment_resources` of the pipeline act on the scope's store. It starts
     with the values pushed to the pipeline with ``add_environment_resources`` (not the values
-    its steps computed), overridden by the scope's own arguments. Nothing computed in a scope
-    leaks into the pipeline's store or another scope.
+    its steps computed), then, for a scope opened inside another scope, the values present in
+    the enclosing scope, overridden by the scope's own arguments. Nothing computed in a scope
+    leaks into the pipeline's store or another scope. Shared steps (``shared=True``) are not
+    run per scope: they run once in the pipeline's store, and scopes read their outputs.
 
     Leaving the scope cancels its still-running steps (``async with`` waits until they have
     finished) and fails whoever still awaits one of its missing resources.
@@ -45,8 +47,11 @@ class Scope:
     def __init__(self, pipeline: Pipeline, resources: dict[str, Any]) -> None:
         self.pipeline = pipeline
         self.id = next(_ids)
-        self._store = Store(self.id)
-        self._store.push({**pipeline._environment, **resources})
+        self._store = Store(self.id, pipeline._store)
+        # A scope opened inside another starts from what the enclosing one holds.
+        enclosing = pipeline._scope_var.get()
+        inherited = enclosing.present_values() if enclosing is not None else {}
+        self._store.push({**pipeline._environment, **inherited, **resources})
         self._tokens: list[Token[Store | None]] = []
 
     def __repr__(self) -> str:
@@ -98,15 +103,16 @@ class Scope:
             for a in [*store.active.values(), *store.private]
             if a.task is not None and not a.task.done()
         ]
+        tasks += store.stopping  # cancelled already, not yet finished
         store.closed = True
         store.clear(lambda: ScopeClosedError(self.id))
         return tasks
 
     # -- the scope's store --------------------------------------------------------------------
 
-    async def resource(self, name: str) -> Any:
+    async def resource(self, name: str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (a documented bound)
         """Return a resource of this scope, computing it if needed; see `Pipeline.resource`."""
-        return await self.pipeline._resource(self._store, name)
+        return await self.pipeline._resource(self._store, name, timeout=timeout)
 
     def resource_ready(self, name: str) -> bool:
         """Whether a resource of this scope holds a value."""

@@ -149,6 +149,8 @@ class Step(Generic[R]):
         retry_delay: seconds to wait between attempts.
         executor: where a plain ``def`` step runs (None: the pipeline's executor, else the
             loop's default thread pool).
+        shared: whether its outputs are computed once in the pipeline's own store and read
+            from there by every scope.
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class Step(Generic[R]):
         retries: int = 0,
         retry_delay: float = 0.0,
         executor: Any = None,
+        shared: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"`step` decorates functions; got {fn!r}.")
@@ -200,6 +203,12 @@ class Step(Generic[R]):
         self.retry_delay = retry_delay
         check_executor(executor, f"`{self.name}`")
         self.executor = executor
+        if shared and not self.provides:
+            raise TypeError(
+                f"`{self.name}` is shared but provides nothing; a shared step's outputs are "
+                f"what scopes share. Give it `provides=`, or drop `shared=True`."
+            )
+        self.shared = shared
 
     def replaces(self, other: Step[Any]) -> bool:
         """Whether this is the same definition as ``other``, run again (a notebook cell).

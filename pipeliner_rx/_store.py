@@ -164,13 +164,27 @@ class Store:
     finished loop are forgotten when another loop takes the store over.
     """
 
-    __slots__ = ("active", "closed", "feeds", "id", "loop", "private", "subjects")
+    __slots__ = (
+        "active",
+        "closed",
+        "feeds",
+        "id",
+        "loop",
+        "private",
+        "root",
+        "stopping",
+        "subjects",
+    )
 
-    def __init__(self, id: int = 0) -> None:
+    def __init__(self, id: int = 0, root: Store | None = None) -> None:
         self.id = id  # 0 for a pipeline's own store, then one per scope
+        self.root = root  # a scope's pipeline store, where shared steps run
         self.subjects: dict[str, Resource] = {}
         self.active: dict[Step[Any], Activation] = {}
         self.private: set[Activation] = set()  # running steps that provide nothing
+        # Tasks of steps cancelled by the library and not finished yet: leaving a scope with
+        # `async with` waits for them too.
+        self.stopping: set[asyncio.Task[None]] = set()
         self.feeds: set[abc.DisposableBase] = set()  # `feed` subscriptions still waiting
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False  # a scope's store, once the scope is left
@@ -186,6 +200,10 @@ class Store:
         """Whether ``name`` holds a value."""
         subject = self.subjects.get(name)
         return subject is not None and is_present(subject)
+
+    def present_values(self) -> dict[str, Any]:
+        """The values the store holds, by name."""
+        return {name: s.value for name, s in self.subjects.items() if is_present(s)}
 
     def all_present(self, names: Iterable[str]) -> bool:
         """Whether every one of ``names`` holds a value."""

@@ -17,8 +17,8 @@ _stores: list[Store] = []
 _store_init = Store.__init__
 
 
-def _tracked_init(self: Store, id: int = 0) -> None:
-    _store_init(self, id)
+def _tracked_init(self: Store, *args: Any, **kwargs: Any) -> None:
+    _store_init(self, *args, **kwargs)
     _stores.append(self)
 
 
