@@ -1,7 +1,9 @@
 """A FastAPI service: process-wide values pushed once, a scope per request, cancellation.
 
-The lifespan opens the expensive client once and pushes it (and the settings) to the
-pipeline's environment, which every scope starts with. Each request computes a small graph in
+The lifespan pushes the process-wide settings to the pipeline's environment, which every scope
+starts with. The expensive client is a shared step: it is opened once, on the first request
+that needs it, in the pipeline's own store, and every request's scope reads it from there
+(concurrent first requests still open it once). Each request computes a small graph in
 a scope of its own: three async I/O steps, one CPU-bound ``def`` step (it runs on a thread
 pool, never on the event loop), under a deadline. When the client disconnects, the request's
 steps are cancelled.
@@ -51,6 +53,12 @@ async def open_catalog() -> Catalog:
 
 
 # -- the graph: user_id -> user, orders -> prices -> score -> report ----------------------------
+
+
+@pipeline.step(provides="catalog", shared=True)
+async def connect(open_client: Callable[[], Awaitable[Catalog]]) -> Catalog:
+    """Once per process, whichever request needs it first; every scope reads the same one."""
+    return await open_client()
 
 
 @pipeline.step(provides="user")
@@ -122,13 +130,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        catalog = await open_client()  # once per process, not per request
-        pipeline.add_environment_resources(catalog=catalog, currency="EUR")
+        pipeline.add_environment_resources(open_client=open_client, currency="EUR")
         try:
             yield
         finally:
+            catalog = (
+                await pipeline.resource("catalog") if pipeline.resource_ready("catalog") else None
+            )
             pipeline.reset()
-            await catalog.close()
+            if catalog is not None:
+                await catalog.close()
 
     app = FastAPI(lifespan=lifespan)
 

@@ -111,7 +111,7 @@ async def test_report_is_computed_once_the_client_is_opened_once() -> None:
             response = await asyncio.wait_for(client.get(f"/users/{user_id}/report"), 5)
             assert response.status_code == 200
             assert response.json() == expected_report(user_id)
-    assert len(opened) == 1  # in the lifespan, not per request
+    assert len(opened) == 1  # by the shared step, once for every request
     assert not service.pipeline.resource_ready("catalog")  # the lifespan's end resets it
     await no_task_left()
 
@@ -135,7 +135,8 @@ async def test_deadline_gives_504_and_cancels_the_steps() -> None:
 async def test_concurrent_requests_do_not_see_each_others_values() -> None:
     user_ids = ["ada", "grace", "linus"] * 10
     catalog = GatedCatalog(until=len(user_ids))
-    async with serving(service.create_app(opener(catalog))) as client:
+    opened: list[Any] = []
+    async with serving(service.create_app(opener(catalog, opened))) as client:
         requests = [
             asyncio.ensure_future(client.get(f"/users/{user_id}/report")) for user_id in user_ids
         ]
@@ -143,6 +144,7 @@ async def test_concurrent_requests_do_not_see_each_others_values() -> None:
         catalog.gate.set()
         responses = await asyncio.wait_for(asyncio.gather(*requests), 10)
     assert [r.json() for r in responses] == [expected_report(u) for u in user_ids]
+    assert len(opened) == 1  # 30 concurrent first requests opened the client once
     await no_task_left()
 
 
