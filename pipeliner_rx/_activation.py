@@ -156,7 +156,9 @@ class Activation:
         scope = store if store.id else None
         if context.get(scope_var) is not scope:
             context.run(scope_var.set, scope)
-        self.task = loop.create_task(self._run(kwargs), context=context)
+        task = loop.create_task(self._run(kwargs), context=context)
+        if not task.done():  # an eager task may have run to its end already
+            self.task = task
 
     async def _run(self, kwargs: dict[str, Any]) -> None:
         _running.set(self)  # in this task's own context
@@ -194,6 +196,9 @@ class Activation:
                 raise  # these stop the loop, as asyncio lets them
         finally:
             del kwargs  # the task may outlive the run (a done-callback, a traceback)
+            # The task's context holds this activation (`_running`): letting go of the task
+            # leaves no cycle for the garbage collector.
+            self.task = None
 
     def _started(self, attempt: int) -> float:
         """Log and announce an attempt; its start time, or 0.0 when nobody watches."""
