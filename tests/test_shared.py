@@ -222,3 +222,21 @@ async def test_a_bounded_wait_returns_a_value_that_arrives_in_time(pipeline: Pip
     pusher = asyncio.create_task(push_soon())
     assert await asyncio.wait_for(pipeline.resource("late", timeout=WAIT), WAIT) == 3
     await pusher
+
+
+async def test_leaving_a_scope_waits_for_a_step_its_deadline_cancelled(pipeline: Pipeline) -> None:
+    finished = asyncio.Event()
+
+    @pipeline.step(provides="slow")
+    async def slow() -> int:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0)  # cleanup that takes a turn
+            finished.set()
+        return 1
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05), pipeline.scope():
+            await pipeline.resource("slow")
+    assert finished.is_set()  # the scope waited for the cancelled step's cleanup
