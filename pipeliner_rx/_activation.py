@@ -10,12 +10,14 @@ reference-counted: when nobody needs a pending activation any more it is cancell
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._events import StepEvent
@@ -156,12 +158,32 @@ class Activation:
         scope = store if store.id else None
         if context.get(scope_var) is not scope:
             context.run(scope_var.set, scope)
+        if loop.get_task_factory() is None:
+            task = loop.create_task(self._run(kwargs), context=context)
+            if not task.done():
+                self.task = task
+        else:
+            # A task factory may start tasks eagerly (`asyncio.eager_task_factory`): the
+            # step's first part then runs inside `create_task`. Starts are queued while
+            # another start or a demand's walk is under way, so that nothing runs before the
+            # walk has subscribed everything, and a chain of steps that never suspend starts
+            # one after the other instead of one inside the other.
+            _start(loop, self, kwargs, context)
+
+    def _launch(
+        self, loop: asyncio.AbstractEventLoop, kwargs: dict[str, Any], context: contextvars.Context
+    ) -> None:
+        if self.finished:
+            return  # cancelled while its start was queued
         task = loop.create_task(self._run(kwargs), context=context)
         if not task.done():  # an eager task may have run to its end already
             self.task = task
 
     async def _run(self, kwargs: dict[str, Any]) -> None:
         _running.set(self)  # in this task's own context
+        # Known from the first line on: an eager task's first part runs before `create_task`
+        # returns, and whatever it does may cancel this very step.
+        self.task = asyncio.current_task()
         step = self.step
         attempt = 0
         start = 0.0
@@ -367,6 +389,52 @@ class Activation:
             stopping = self.store.stopping
             stopping.add(task)
             task.add_done_callback(stopping.discard)
+
+
+_Start = tuple[asyncio.AbstractEventLoop, Activation, dict[str, Any], Any]
+
+
+class _Starts(threading.local):
+    """Step starts waiting for the current walk or start to finish, per thread."""
+
+    queue: deque[_Start] | None = None
+
+
+_starts = _Starts()
+
+
+def _start(
+    loop: asyncio.AbstractEventLoop,
+    activation: Activation,
+    kwargs: dict[str, Any],
+    context: contextvars.Context,
+) -> None:
+    queue = _starts.queue
+    if queue is not None:
+        queue.append((loop, activation, kwargs, context))
+        return
+    with _starts_held() as queue:
+        queue.append((loop, activation, kwargs, context))
+
+
+@contextlib.contextmanager
+def _starts_held() -> Iterator[deque[_Start]]:
+    """Queue step starts until the block ends, then start them (and those they cause) in turn."""
+    outer = _starts.queue
+    if outer is not None:
+        yield outer  # the outermost holder starts them
+        return
+    queue: deque[_Start] = deque()
+    _starts.queue = queue
+    try:
+        yield queue
+    finally:
+        try:
+            while queue:
+                loop, activation, kwargs, context = queue.popleft()
+                activation._launch(loop, kwargs, context)
+        finally:
+            _starts.queue = None
 
 
 class Link(Activation):
@@ -699,7 +767,17 @@ def activate(
         activation.demand += 1
     if supplied:
         store.push(supplied)
+    loop = store.loop
+    if loop is not None and loop.get_task_factory() is not None:
+        # Tasks may start eagerly: none starts before every activation has subscribed.
+        with _starts_held():
+            _start_all(order)
+    else:
+        _start_all(order)
+    return demands
+
+
+def _start_all(order: list[Activation]) -> None:
     for activation in order:
         if not activation.finished:
             activation.start()
-    return demands
