@@ -15,7 +15,9 @@ from ._api import (
     scope,
     step,
 )
-from ._events import StepEvent
+from ._events import EventKind, StepEvent
+from ._executors import StepExecutor
+from ._graph import Plan
 from ._pipeline import Pipeline, StepDecorator
 from ._scope import Scope
 from ._step import Step
@@ -37,15 +39,18 @@ __version__ = "0.1.0"
 __all__ = [
     "CycleError",
     "DuplicateProviderError",
+    "EventKind",
     "MissingResourceError",
     "Pipeline",
     "PipelineError",
+    "Plan",
     "ResourceConflictError",
     "Scope",
     "ScopeClosedError",
     "Step",
     "StepDecorator",
     "StepEvent",
+    "StepExecutor",
     "StepOutputError",
     "StepPicklingError",
     "StoreInUseError",

@@ -11,21 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._events import StepEvent
 from ._executors import run_sync
-from ._join import Join
-from ._store import Resource, Store, is_present
+from ._format import add_note, chain_text, remove_note
+from ._join import Join, Slot
+from ._store import Resource, Store, complete_all, fail_subject, is_present
 from .exceptions import CycleError, MissingResourceError, PipelineError, StepOutputError
 
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["Activation", "activate", "failure_chain", "release"]
+__all__ = [
+    "Activation",
+    "Failure",
+    "Link",
+    "activate",
+    "fail_downstream",
+    "failure_chain",
+    "release",
+]
 
 logger = logging.getLogger("pipeliner_rx")
 
@@ -41,7 +52,9 @@ class Activation:
 
     __slots__ = (
         "cause",
+        "context",
         "demand",
+        "failure",
         "finished",
         "inputs",
         "join",
@@ -54,11 +67,16 @@ class Activation:
         "upstream",
     )
 
-    def __init__(self, step: Step[Any], store: Store, private: bool) -> None:
+    def __init__(
+        self, step: Step[Any], store: Store, private: bool, context: contextvars.Context
+    ) -> None:
         self.step = step
         self.store = store
         # A step that provides nothing, run for its caller: its result goes to a private subject.
         self.private = private
+        # The context of the demand that activated the step: its task starts from a copy, not
+        # from whichever task happened to complete its last input.
+        self.context = context
         self.outputs: list[Resource] = []
         self.inputs: Sequence[str] = ()
         self.upstream: list[Activation] = []
@@ -68,7 +86,8 @@ class Activation:
         self.join: Join | None = None
         self.task: asyncio.Task[None] | None = None
         self.finished = False
-        self.cause: tuple[str, Activation] | None = None
+        self.cause: tuple[str, Activation] | None = None  # the failed input that stopped it
+        self.failure: Failure | None = None  # set when it failed, for the failure's note
 
     def start(self) -> None:
         """Subscribe to the inputs; the step runs once all of them hold a value."""
@@ -77,7 +96,7 @@ class Activation:
             self.outputs = [Resource()]
             store.private.add(self)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("activate %s", self.step.name)
+            logger.debug("activate %s", self.step.label)
         step = self.step
         if step.has_defaults:
             providers = step.pipeline._providers
@@ -92,7 +111,7 @@ class Activation:
         if all(is_present(subject) for subject in subjects):
             self._ready([subject.value for subject in subjects])  # nothing to wait for
         else:
-            self.join = Join(subjects, self._ready, self._lost)
+            self.join = Join(subjects, self._ready, self._lost, self)
 
     def _subjects(self) -> list[Resource]:
         # Looked up when needed, not kept: a failed resource gets a fresh subject meanwhile.
@@ -113,59 +132,68 @@ class Activation:
         store = self.store
         if not self.private and store.all_present(step.provides):
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("skip %s: its outputs are present", step.name)
+                logger.debug("skip %s: its outputs are present", step.label)
+            self._retire()
             events = step.pipeline._events
             if events.observers:
-                events.emit(StepEvent(step.name, "skipped", scope=store.id))
-            self._retire()
+                events.emit(StepEvent(step.label, "skipped", scope=store.id))
             return
+        kwargs = dict(zip(self.inputs, values, strict=True))
         if step.has_defaults:
-            kwargs = {p.name: p.default for p in step.params if p.has_default}
-            kwargs.update(zip(self.inputs, values, strict=True))
-        else:
-            kwargs = dict(zip(self.inputs, values, strict=True))
+            # Inputs are read when the step starts: a value pushed since the demand beats the
+            # parameter's default.
+            subjects = store.subjects
+            for p in step.params:
+                if p.has_default and p.name not in kwargs:
+                    subject = subjects.get(p.name)
+                    present = subject is not None and is_present(subject)
+                    kwargs[p.name] = subject.value if present else p.default  # type: ignore[union-attr]
         loop = store.loop
         assert loop is not None  # a store is bound before anything is activated
-        # The step's task runs in its store's scope, whoever completed its last input; a task
-        # copies the current context anyway, so a context is made here only to change it.
+        # The step's task runs in its store's scope, in a copy of its demand's context.
+        context = self.context.copy()
         scope_var = step.pipeline._scope_var
         scope = store if store.id else None
-        if scope_var.get() is scope:
-            self.task = loop.create_task(self._run(kwargs))
-        else:
-            context = contextvars.copy_context()
+        if context.get(scope_var) is not scope:
             context.run(scope_var.set, scope)
-            self.task = loop.create_task(self._run(kwargs), context=context)
+        self.task = loop.create_task(self._run(kwargs), context=context)
 
     async def _run(self, kwargs: dict[str, Any]) -> None:
         _running.set(self)  # in this task's own context
         step = self.step
         attempt = 0
-        while True:
-            attempt += 1
-            start = self._started(attempt)
-            try:
-                if step.is_async and step.timeout is None:
-                    result = await step.fn(**kwargs)  # one coroutine less in the common case
-                else:
-                    result = await self._attempt(kwargs)
-            except asyncio.CancelledError:
-                self._cancelled(start, attempt)
-                raise
-            except Exception as exc:
-                self._attempt_failed(exc, start, attempt)
-                if attempt <= step.retries:
-                    if step.retry_delay:
-                        try:
+        start = 0.0
+        # Every way this task can end answers the step's waiters: the value, the step's
+        # error, a cancellation, or whatever else escaped (a BaseException from the step, an
+        # error reading its result). This is the one place that guarantees it.
+        try:
+            while True:
+                attempt += 1
+                start = self._started(attempt)
+                try:
+                    if step.is_coroutine_function and step.timeout is None:
+                        result = await step.fn(**kwargs)  # one coroutine less in the common case
+                    else:
+                        result = await self._attempt(kwargs)
+                except Exception as exc:
+                    if attempt <= step.retries:
+                        self._attempt_failed(exc, start, attempt)
+                        if step.retry_delay:
                             await asyncio.sleep(step.retry_delay)
-                        except asyncio.CancelledError:
-                            self._cancelled(start, attempt)
-                            raise
-                    continue
-                self._give_up(exc, attempt)
+                        continue
+                    self._give_up(exc, start, attempt)
+                    return
+                self._emit(result, start, attempt)
                 return
-            self._succeeded(result, start, attempt)
-            return
+        except asyncio.CancelledError:
+            self._cancelled(start, attempt)
+            raise
+        except BaseException as exc:
+            self._give_up(exc, start, attempt)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise  # these stop the loop, as asyncio lets them
+        finally:
+            del kwargs  # the task may outlive the run (a done-callback, a traceback)
 
     def _started(self, attempt: int) -> float:
         """Log and announce an attempt; its start time, or 0.0 when nobody watches."""
@@ -175,51 +203,34 @@ class Activation:
         if not debug and not events.observers:
             return 0.0  # the common case costs two checks, not a clock reading
         if debug:
-            logger.debug("start %s", step.name)
+            logger.debug("start %s", step.label)
         if events.observers:
-            events.emit(StepEvent(step.name, "started", scope=self.store.id, attempt=attempt))
+            events.emit(StepEvent(step.label, "started", scope=self.store.id, attempt=attempt))
         return time.perf_counter()
 
-    def _succeeded(self, result: Any, start: float, attempt: int) -> None:
-        if start:  # someone watched it start
-            step = self.step
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("finish %s", step.name)
-            events = step.pipeline._events
-            if events.observers:
-                elapsed = time.perf_counter() - start
-                events.emit(
-                    StepEvent(step.name, "succeeded", elapsed, None, self.store.id, attempt)
-                )
-        self._emit(result)
-
-    def _attempt_failed(self, exc: Exception, start: float, attempt: int) -> None:
+    def _attempt_failed(self, exc: BaseException, start: float, attempt: int) -> None:
         step = self.step
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("failed %s (attempt %d): %r", step.name, attempt, exc)
+            logger.debug("failed %s (attempt %d): %r", step.label, attempt, exc)
         events = step.pipeline._events
         if events.observers:
             elapsed = time.perf_counter() - start if start else None
-            events.emit(StepEvent(step.name, "failed", elapsed, exc, self.store.id, attempt))
+            events.emit(StepEvent(step.label, "failed", elapsed, exc, self.store.id, attempt))
 
-    def _give_up(self, exc: Exception, attempt: int) -> None:
-        step = self.step
-        names = ", ".join(f"`{name}`" for name in step.provides)
-        tries = f" in each of {attempt} attempts" if attempt > 1 else ""
-        exc.add_note(
-            f"Raised by step `{step.name}`{tries}"
-            + (f", which provides {names}." if names else ".")
-        )
+    def _give_up(self, exc: BaseException, start: float, attempt: int) -> None:
+        """The step failed for good: note it on the error, fail its outputs, then tell."""
+        if self.finished:
+            return  # cancelled meanwhile: nobody waits for this run any more
+        if isinstance(exc, StopIteration):  # a Future refuses it; asyncio would hang on it
+            exc = _stop_iteration(self.step, exc)
+        self.failure = Failure(exc, self.step, attempt)
         self._fail(exc)
+        self._attempt_failed(exc, start, attempt)
 
     def _cancelled(self, start: float, attempt: int) -> None:
         step = self.step
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("cancelled %s", step.name)
-        events = step.pipeline._events
-        if events.observers:
-            elapsed = time.perf_counter() - start if start else None
-            events.emit(StepEvent(step.name, "cancelled", elapsed, None, self.store.id, attempt))
+            logger.debug("cancelled %s", step.label)
         if not self.finished:
             # Not cancelled by the library (which retires an activation before cancelling it):
             # the step raised CancelledError itself, or someone cancelled its task. Whoever
@@ -231,6 +242,10 @@ class Activation:
                     f"Demand them again to rerun it."
                 )
             )
+        events = step.pipeline._events
+        if events.observers:
+            elapsed = time.perf_counter() - start if start else None
+            events.emit(StepEvent(step.label, "cancelled", elapsed, None, self.store.id, attempt))
 
     async def _attempt(self, kwargs: dict[str, Any]) -> Any:
         step = self.step
@@ -249,49 +264,74 @@ class Activation:
     async def _invoke(self, kwargs: dict[str, Any]) -> Any:
         step = self.step
         if step.is_async:
-            return await step.fn(**kwargs)
+            result = step.fn(**kwargs)
+            # An async callable that is not a coroutine function may hand back any awaitable
+            # (or, exceptionally, the value itself).
+            return await result if inspect.isawaitable(result) else result
         executor = step.executor if step.executor is not None else step.pipeline.executor
-        return await run_sync(step, kwargs, executor)
+        result = await run_sync(step, kwargs, executor)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited, on purpose: no "never awaited" warning
+            raise TypeError(
+                f"`{step.name}` is a plain `def` step but returned an awaitable "
+                f"({type(result).__name__}). Make it `async def` so its result is awaited, "
+                f"or return the value itself."
+            )
+        return result
 
-    def _emit(self, result: Any) -> None:
+    def _emit(self, result: Any, start: float, attempt: int) -> None:
         if self.finished:
             return  # cancelled, but the step swallowed the cancellation and returned
-        outputs = self._subjects()
-        if len(outputs) == 1:
+        step = self.step
+        count = len(step.provides)
+        if count <= 1:
             values: Sequence[Any] = (result,)
-        elif isinstance(result, (tuple, list)) and len(result) == len(outputs):
-            values = result
         else:
-            self._fail(StepOutputError(self.step.name, self.step.provides, result))
-            return
+            values = tuple(result) if isinstance(result, (tuple, list)) else ()
+            if len(values) != count:
+                self._give_up(StepOutputError(step.name, step.provides, result), start, attempt)
+                return
         self._retire()
-        for subject, value in zip(outputs, values, strict=True):
-            subject.complete(value)
+        # Every output is held before any dependent hears of one (an emission is atomic).
+        complete_all(self._subjects(), values)
+        if start:  # someone watched it start
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("finish %s", step.label)
+            events = step.pipeline._events
+            if events.observers:
+                elapsed = time.perf_counter() - start
+                events.emit(
+                    StepEvent(step.label, "succeeded", elapsed, None, self.store.id, attempt)
+                )
 
     def _lost(self, error: Exception, index: int) -> None:
-        """An input failed: this step cannot run, and fails its outputs with the same error."""
-        self.join = None
-        name = self.inputs[index]
-        for upstream in self.upstream:
-            if name in upstream.step.provides:
-                self.cause = (name, upstream)
-                break
-        loop = self.store.loop
-        assert loop is not None
-        # Deferred, so that a failure deep in a long chain does not recurse once per level.
-        loop.call_soon(self._fail, error)
+        """An input failed: this step cannot run, and fails its outputs with the same error.
 
-    def _fail(self, error: Exception) -> None:
-        if self.finished:
-            return
+        Failures usually retire their dependents before anyone hears of them
+        (`fail_downstream`); this is for inputs failed otherwise (a feed's error).
+        """
+        self.join = None
+        if not self.finished:
+            fail_downstream(self._detach(), error, self)
+
+    def _detach(self) -> list[tuple[str, Resource]]:
+        """Retire, stop listening, release upstream, and take the outputs out of the store."""
         self._retire()
+        if self.join is not None:
+            self.join.dispose()
+            self.join = None
         if self.private:
-            self.outputs[0].on_error(error)
+            old = [("", subject) for subject in self.outputs]
         else:
-            for name in self.step.provides:
-                self.store.fail(name, error)
+            old = self.store.detach(self.step.provides)
         upstream, self.upstream = self.upstream, []
         release(upstream)
+        return old
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.finished:
+            fail_downstream(self._detach(), error, self)
 
     def _retire(self) -> None:
         self.finished = True
@@ -312,13 +352,157 @@ class Activation:
             return
         self._retire()
         if self.private and error is not None:
-            self.outputs[0].on_error(error)
+            fail_subject(self.outputs[0], error)
         if self.join is not None:
             self.join.dispose()
             self.join = None
         task = self.task
         if task is not None and not task.done() and not task.get_loop().is_closed():
             task.cancel()
+            stopping = self.store.stopping
+            stopping.add(task)
+            task.add_done_callback(stopping.discard)
+
+
+class Link(Activation):
+    """A shared step, as a scope sees it: demanded in the pipeline's store, read from there.
+
+    The step runs (at most once) in the pipeline's own store; the link holds a demand there
+    and completes the scope's resources with the same values when they arrive.
+    """
+
+    __slots__ = ()
+
+    def start(self) -> None:
+        """Listen to the shared outputs in the pipeline's store."""
+        home = self.store.root
+        assert home is not None  # links are made only in scopes
+        subjects = [home.subject(name) for name in self.step.provides]
+        self.join = Join(subjects, self._ready, self._lost, self)
+
+    def _ready(self, values: list[Any]) -> None:
+        self.join = None
+        if self.finished:
+            return
+        self._retire()
+        upstream, self.upstream = self.upstream, []
+        release(upstream)
+        complete_all(self._subjects(), values)
+
+    def cancel(self, error: Exception | None = None) -> None:
+        """Stop listening, and withdraw the demand in the pipeline's store."""
+        super().cancel(error)
+        upstream, self.upstream = self.upstream, []
+        release(upstream)
+
+
+def _shared_hint(step: Step[Any]) -> str:
+    return (
+        f"`{step.name}` is shared (`shared=True`): it runs in the pipeline's own store, so it "
+        f"may need only the pipeline's environment and other shared steps, not a scope's "
+        f"values. Push what it needs with `add_environment_resources(...)` outside any scope, "
+        f"or drop `shared=True`."
+    )
+
+
+def fail_downstream(
+    outputs: list[tuple[str, Resource]], error: BaseException, source: Activation | None
+) -> None:
+    """Fail ``outputs`` (of ``source``) and everything downstream that waits on them.
+
+    First every dependent, transitively, is retired and its outputs taken out of the store;
+    only then does anyone hear of the error. So a demand made by a waiter as soon as it hears
+    (in its ``except`` block, in an observer) finds no stale activation and runs the providers
+    again: errors are not cached, without a window. Iterative: depth costs no recursion.
+    """
+    failed: list[Resource] = []
+    work: deque[tuple[str, Resource, Activation | None]] = deque(
+        (name, subject, source) for name, subject in outputs
+    )
+    while work:
+        name, subject, upstream = work.popleft()
+        failed.append(subject)
+        for observer in list(subject.observers):
+            if not isinstance(observer, Slot):
+                continue
+            dependent = observer.owner
+            if not isinstance(dependent, Activation) or dependent.finished:
+                continue
+            if upstream is not None:
+                dependent.cause = (name, upstream)
+                if upstream.failure is not None and upstream.failure.error is error:
+                    dependent.failure = upstream.failure
+            work.extend((n, s, dependent) for n, s in dependent._detach())
+    for subject in failed:
+        fail_subject(subject, error)
+
+
+def _stop_iteration(step: Step[Any], error: StopIteration) -> RuntimeError:
+    replacement = RuntimeError(
+        f"`{step.name}` raised StopIteration, which asyncio cannot deliver to a waiter; it is "
+        f"raised as this RuntimeError instead (see its __cause__)."
+    )
+    replacement.__cause__ = error
+    return replacement
+
+
+class Failure:
+    """One step's failure as its error's notes tell it.
+
+    The step that raised is noted on the error at once. The data-flow chain from it to what a
+    caller demanded is noted only while a single caller has heard of the error: the instance
+    is shared by every waiter, and no caller may see a note about another caller's demand.
+    """
+
+    __slots__ = ("callers", "error", "note")
+
+    def __init__(self, error: BaseException, step: Step[Any], attempts: int) -> None:
+        self.error = error
+        names = ", ".join(f"`{name}`" for name in step.provides)
+        tries = f" in each of {attempts} attempts" if attempts > 1 else ""
+        _strip_library_notes(error)
+        add_note(
+            error,
+            f"{_RAISED}`{step.name}`{tries}" + (f", which provides {names}." if names else "."),
+        )
+        self.callers = 0
+        self.note: str | None = None
+
+    def reached(self, what: str, chain: list[str]) -> None:
+        """A caller waiting for ``what`` hears of the error, which came along ``chain``."""
+        self.callers += 1
+        if self.callers == 1 and len(chain) > 1:
+            self.note = f"{what}{_STOPPED}{chain_text(chain)}."
+            add_note(self.error, self.note)
+        elif self.note is not None:
+            remove_note(self.error, self.note)
+            self.note = None
+
+
+_RAISED = "Raised by step "
+_STOPPED = " could not be computed: "
+
+
+def failure_chain(activation: Activation) -> list[str]:
+    """Data-flow chain from the step that raised to ``activation``: step, resource, step, ..."""
+    chain = [activation.step.label]
+    cause = activation.cause
+    while cause is not None:
+        name, upstream = cause
+        chain += [name, upstream.step.label]
+        cause = upstream.cause
+    chain.reverse()
+    return chain
+
+
+def _strip_library_notes(error: BaseException) -> None:
+    # The same exception instance raised again: the notes of its earlier failure are stale.
+    try:
+        notes = getattr(error, "__notes__", None)
+        if isinstance(notes, list):
+            notes[:] = [n for n in notes if not (n.startswith(_RAISED) or _STOPPED in n)]
+    except Exception:
+        pass
 
 
 def release(activations: Sequence[Activation]) -> None:
@@ -331,18 +515,6 @@ def release(activations: Sequence[Activation]) -> None:
             activation.cancel()
             work.extend(activation.upstream)
             activation.upstream = []
-
-
-def failure_chain(activation: Activation) -> list[str]:
-    """Data-flow chain from the step that raised to ``activation``: step, resource, step, ..."""
-    chain = [activation.step.name]
-    cause = activation.cause
-    while cause is not None:
-        name, upstream = cause
-        chain += [name, upstream.step.name]
-        cause = upstream.cause
-    chain.reverse()
-    return chain
 
 
 class _Frame:
@@ -365,6 +537,7 @@ def activate(
     names: Sequence[str] = (),
     strict: bool,
     hint: str | None = None,
+    supplied: Mapping[str, Any] | None = None,
 ) -> list[Activation]:
     """Activate what ``step`` (or the resources ``names``) need, and return the direct demands.
 
@@ -375,6 +548,9 @@ def activate(
     walk's own path, or the step whose task makes this demand, is a `CycleError`. ``step``
     itself is activated (privately if it provides nothing) unless it is active already. Each
     returned activation carries one demand for the caller, withdrawn with `release`.
+
+    ``supplied`` are the call's own values: the walk treats them as present, and they are
+    pushed only once the walk has succeeded, so a rejected call leaves the store as it was.
     """
     active = store.active
     created: dict[Step[Any], Activation] = {}
@@ -411,7 +587,7 @@ def activate(
             work.extend((up, (up.step.name, *needed_by)) for up in activation.upstream)
 
     def need(name: str, has_default: bool, frame: _Frame | None) -> None:
-        if store.present(name):
+        if store.present(name) or (supplied and name in supplied):
             return
         provider = providers.get(name)
         if provider is None:
@@ -431,6 +607,13 @@ def activate(
                 inspect_active(found, name)
         if found is not None:
             deps[found] = None
+            return
+        if provider.shared and home is not None:
+            link = Link(provider, store, False, context)
+            created[provider] = link
+            order.append(link)
+            links.append(link)
+            deps[link] = None
             return
         at = on_path.get(provider)
         if at is not None:
@@ -453,7 +636,7 @@ def activate(
             stack.pop()
             del on_path[frame.step]
             private = frame is root and not frame.step.provides
-            activation = Activation(frame.step, store, private)
+            activation = Activation(frame.step, store, private, context)
             activation.upstream = list(frame.deps)
             activation.unprovided = frame.unprovided
             if not private:
@@ -462,6 +645,9 @@ def activate(
             (stack[-1].deps if stack else top)[activation] = None
 
     top: dict[Activation, None] = {}
+    context = contextvars.copy_context()
+    home = store.root  # a scope's pipeline store, where its shared steps run
+    links: list[Link] = []
     if root is not None:
         found = active.get(root.step) if root.step.provides else None
         if found is not None:
@@ -476,15 +662,39 @@ def activate(
         walk()
     if missing:
         raise MissingResourceError(missing, step.name if step is not None else names[0], hint)
-    # Nothing starts before the whole walk has succeeded.
+    # Shared steps are demanded in the pipeline's store (each demand counted there once).
+    shared_demands: list[list[Activation]] = []
+    for link in links:
+        assert home is not None and store.loop is not None
+        try:
+            home.bind(store.loop)
+            shared_demands.append(
+                activate(
+                    home,
+                    providers,
+                    names=link.step.provides,
+                    strict=True,
+                    hint=_shared_hint(link.step),
+                )
+            )
+        except BaseException:
+            for made in shared_demands:
+                release(made)
+            raise
+    # Nothing changes in this store before the whole walk has succeeded.
     for activation in order:
         if not activation.private:
             active[activation.step] = activation
         for upstream in activation.upstream:
             upstream.demand += 1
-    for activation in order:
-        activation.start()
+    for link, demanded in zip(links, shared_demands, strict=True):
+        link.upstream = demanded
     demands = list(top)
     for activation in demands:
         activation.demand += 1
+    if supplied:
+        store.push(supplied)
+    for activation in order:
+        if not activation.finished:
+            activation.start()
     return demands

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from helpers import blocking_step
 
 import pipeliner_rx
-from pipeliner_rx import Pipeline, PipelineError, Scope
+from pipeliner_rx import Pipeline, PipelineError, Scope, Step
 
 
-def seed(pipeline: Pipeline, runs: list[str]) -> Any:
+def seed(pipeline: Pipeline, runs: list[str]) -> Step[tuple[int, int]]:
     @pipeline.step(provides="result")
     async def divide(base: int, divisor: int) -> int:
         runs.append("divide")
