@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
-from collections.abc import AsyncIterator, Iterator
+import os
+import platform
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -71,3 +75,60 @@ async def nothing_left_behind() -> AsyncIterator[list[dict[str, Any]]]:
     gc.collect()
     await asyncio.sleep(0)
     assert not reports, f"errors reached the loop's exception handler: {reports}"
+
+
+# --eager-tasks / PIPELINER_EAGER_TASKS=1: every test's event loop gets `asyncio.eager_task_factory`
+# (Python 3.12+), as users and frameworks install it. pytest-asyncio's loops come from its
+# `pytest_asyncio_loop_factories` hook; loops a sync test makes with `asyncio.run` from the fixture.
+EAGER_ENV = "PIPELINER_EAGER_TASKS"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--eager-tasks",
+        action="store_true",
+        help=f"run every test with asyncio.eager_task_factory (Python 3.12+); or set {EAGER_ENV}=1",
+    )
+
+
+def eager_tasks_requested(config: pytest.Config) -> bool:
+    """Whether this run installs the eager task factory on every test's loop."""
+    return bool(config.getoption("eager_tasks")) or os.environ.get(EAGER_ENV, "") not in ("", "0")
+
+
+def new_eager_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop whose tasks start eagerly."""
+    if sys.version_info < (3, 12):  # pytest_configure refuses the option before any loop is made
+        raise RuntimeError("asyncio.eager_task_factory needs Python 3.12 or newer")
+    loop = asyncio.new_event_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)
+    return loop
+
+
+class EagerLoops:
+    """The pytest-asyncio plugin hook, registered only when eager tasks are requested."""
+
+    def pytest_asyncio_loop_factories(
+        self, config: pytest.Config, item: pytest.Item
+    ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+        return {"eager": new_eager_loop}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not eager_tasks_requested(config):
+        return
+    if sys.version_info < (3, 12):
+        raise pytest.UsageError(
+            f"--eager-tasks ({EAGER_ENV}=1) needs Python 3.12 or newer, which has "
+            f"`asyncio.eager_task_factory`; this is Python {platform.python_version()}. "
+            "Run the suite with a newer Python, or without the option."
+        )
+    config.pluginmanager.register(EagerLoops(), "pipeliner-eager-tasks")
+
+
+@pytest.fixture(autouse=True)
+def eager_asyncio_run(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under --eager-tasks, a test's own `asyncio.run(...)` also gets an eager loop."""
+    if sys.version_info >= (3, 12) and eager_tasks_requested(request.config):
+        eager_run = functools.partial(asyncio.run, loop_factory=new_eager_loop)
+        monkeypatch.setattr(asyncio, "run", eager_run)
