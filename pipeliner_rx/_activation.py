@@ -735,8 +735,26 @@ def activate(
         walk()
     if missing:
         raise MissingResourceError(missing, step.name if step is not None else names[0], hint)
+    loop = store.loop
+    if loop is not None and loop.get_task_factory() is not None:
+        # Tasks may start eagerly: none starts before every activation has subscribed.
+        with _starts_held():
+            return _commit(store, providers, order, links, list(top), supplied)
+    return _commit(store, providers, order, links, list(top), supplied)
+
+
+def _commit(
+    store: Store,
+    providers: Mapping[str, Step[Any]],
+    order: list[Activation],
+    links: list[Link],
+    demands: list[Activation],
+    supplied: Mapping[str, Any] | None,
+) -> list[Activation]:
+    """Make a successful walk real: shared demands, demand counts, the call's values, starts."""
     # Shared steps are demanded in the pipeline's store (each demand counted there once).
     shared_demands: list[list[Activation]] = []
+    home = store.root
     for link in links:
         assert home is not None and store.loop is not None
         try:
@@ -755,6 +773,7 @@ def activate(
                 release(made)
             raise
     # Nothing changes in this store before the whole walk has succeeded.
+    active = store.active
     for activation in order:
         if not activation.private:
             active[activation.step] = activation
@@ -762,18 +781,11 @@ def activate(
             upstream.demand += 1
     for link, demanded in zip(links, shared_demands, strict=True):
         link.upstream = demanded
-    demands = list(top)
     for activation in demands:
         activation.demand += 1
     if supplied:
         store.push(supplied)
-    loop = store.loop
-    if loop is not None and loop.get_task_factory() is not None:
-        # Tasks may start eagerly: none starts before every activation has subscribed.
-        with _starts_held():
-            _start_all(order)
-    else:
-        _start_all(order)
+    _start_all(order)
     return demands
 
 

@@ -322,7 +322,7 @@ def test_every_call_ends_with_a_value_or_the_injected_error(
         pipeline, steps = build_faulty(dag, faults, run_)
         try:
             pipeline.add_environment_resources(**seeds)
-            callers = [asyncio.create_task(demand(pipeline, steps, t)) for t in wanted]
+            callers: list[asyncio.Task[Any]] = []
             fired = asyncio.Event()
 
             def fire(kind: str) -> None:
@@ -330,11 +330,16 @@ def test_every_call_ends_with_a_value_or_the_injected_error(
                     return
                 fired.set()
                 for index in cancel:
-                    if not callers[index].done():
+                    if index < len(callers) and not callers[index].done():
                         event("a caller was cancelled mid-run")
                         callers[index].cancel()
 
-            run_.hook = fire
+            run_.hook = fire  # before the callers: an eager task starts its steps at once
+            callers.extend(asyncio.create_task(demand(pipeline, steps, t)) for t in wanted)
+            if fired.is_set():  # fired while the callers were being created
+                for index in cancel:
+                    if not callers[index].done():
+                        callers[index].cancel()
             watch = [
                 asyncio.create_task(fired.wait()),
                 asyncio.create_task(asyncio.wait(callers)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from helpers import blocking_step
@@ -70,8 +71,15 @@ async def test_scope_follows_tasks_created_inside(pipeline: Pipeline) -> None:
 async def test_a_closed_scope_refuses_work(pipeline: Pipeline) -> None:
     runs: list[str] = []
     get_division = seed(pipeline, runs)
+    gate = asyncio.Event()
+
+    async def later() -> Any:
+        await gate.wait()
+        return await get_division()
+
     with pipeline.scope(base=9, divisor=3) as scope:
-        late = asyncio.create_task(get_division())  # outlives the scope
+        late = asyncio.create_task(later())  # in the scope, and outlives it
+    gate.set()
     with pytest.raises(PipelineError, match="closed"):
         await asyncio.wait_for(late, 1)
     with pytest.raises(PipelineError, match="closed"):
