@@ -16,7 +16,24 @@ if TYPE_CHECKING:
     from ._step import Step
     from ._store import Store
 
-__all__ = ["Plan", "make_plan", "mimebundle", "render_dot", "to_dot", "to_mermaid"]
+__all__ = ["downstream", "Plan", "make_plan", "mimebundle", "render_dot", "to_dot", "to_mermaid"]
+
+
+def downstream(steps: Iterable[Step[Any]], names: Iterable[str]) -> set[str]:
+    """The resources computed, transitively, from any of ``names`` (not ``names`` themselves)."""
+    needing: dict[str, list[Step[Any]]] = {}
+    for step in steps:
+        for param in step.params:
+            needing.setdefault(param.name, []).append(step)
+    found: set[str] = set()
+    work = list(names)
+    while work:
+        for step in needing.get(work.pop(), ()):
+            for output in step.provides:
+                if output not in found:
+                    found.add(output)
+                    work.append(output)
+    return found
 
 
 def _needed_steps(

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
 
+from ._graph import downstream
 from ._rx import check_name, feed, observe
-from ._store import Store
+from ._store import Store, same
 from .exceptions import PipelineError, ScopeClosedError
 
 if TYPE_CHECKING:
@@ -48,9 +49,18 @@ class Scope:
         self.pipeline = pipeline
         self.id = next(_ids)
         self._store = Store(self.id, pipeline._store)
-        # A scope opened inside another starts from what the enclosing one holds.
+        # A scope opened inside another starts from what the enclosing one holds, less what
+        # was computed from the values this scope gives differently (those would be stale).
         enclosing = pipeline._scope_var.get()
         inherited = enclosing.present_values() if enclosing is not None else {}
+        if inherited and resources:
+            changed = [
+                name
+                for name, value in resources.items()
+                if name not in inherited or not same(inherited[name], value)
+            ]
+            for name in downstream(pipeline.steps, changed):
+                inherited.pop(name, None)
         self._store.push({**pipeline._environment, **inherited, **resources})
         self._tokens: list[Token[Store | None]] = []
 

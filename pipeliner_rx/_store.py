@@ -24,6 +24,7 @@ __all__ = [
     "is_present",
     "notify",
     "notify_error",
+    "same",
 ]
 
 logger = logging.getLogger("pipeliner_rx")
@@ -148,7 +149,8 @@ def complete_all(subjects: Sequence[Resource], values: Sequence[Any]) -> None:
             notify(observers, value)
 
 
-def _same(current: Any, new: Any) -> bool:
+def same(current: Any, new: Any) -> bool:
+    """Whether ``new`` equals ``current`` by the rule for conflicts (a raising `==`: no)."""
     if current is new:
         return True
     try:
@@ -266,7 +268,7 @@ class Store:
             if not isinstance(name, str):
                 raise TypeError(f"Resource names are strings; got {name!r}.")
             subject = self.subjects.get(name)
-            if subject is not None and is_present(subject) and not _same(subject.value, value):
+            if subject is not None and is_present(subject) and not same(subject.value, value):
                 raise ResourceConflictError(name, subject.value, value)
 
     def detach(self, names: Iterable[str]) -> list[tuple[str, Resource]]:

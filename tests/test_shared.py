@@ -154,22 +154,30 @@ def test_a_nested_scope_starts_from_the_enclosing_scope(
 ) -> None:
     async def main() -> None:
         pipeline = Pipeline()
+        runs: list[dict[str, int]] = []
 
         @pipeline.step(provides="total")
         async def total(a: int = 0, b: int = 0, c: int = 0, d: int = 0) -> int:
+            runs.append({"a": a, "b": b, "c": c, "d": d})
             return a + b + c + d
 
         async with pipeline.scope(**outer):
             outer_total = await asyncio.wait_for(pipeline.resource("total"), WAIT)
-            async with pipeline.scope(**{k: v for k, v in inner.items() if k != "total"}):
+            async with pipeline.scope(**inner):
                 seen = {**outer, **inner}
                 for name, value in seen.items():
                     assert await asyncio.wait_for(pipeline.resource(name), WAIT) == value
-                # The enclosing scope's computed `total` is present here too.
-                assert await asyncio.wait_for(pipeline.resource("total"), WAIT) == outer_total
+                # Consistent with its own values: the enclosing `total` is read if nothing
+                # it came from was given differently, else computed afresh.
+                assert await asyncio.wait_for(pipeline.resource("total"), WAIT) == sum(
+                    seen.values()
+                )
+                changed = any(outer.get(name) != value for name, value in inner.items())
+                assert len(runs) == (2 if changed else 1)
                 pipeline.add_environment_resources(extra=1)
-            # What the nested scope set stays inside it.
+            # What the nested scope set or computed stays inside it.
             assert not pipeline.resource_ready("extra")
+            assert await asyncio.wait_for(pipeline.resource("total"), WAIT) == outer_total
         assert not pipeline.resource_ready("total")
 
     asyncio.run(main())
