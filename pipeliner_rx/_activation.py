@@ -14,6 +14,8 @@ import contextlib
 import contextvars
 import inspect
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -47,6 +49,11 @@ logger = logging.getLogger("pipeliner_rx")
 _running: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
     "pipeliner_rx_running", default=None
 )
+
+# Start steps' tasks eagerly (Python 3.12+ ``eager_start``): a step runs up to its first
+# suspension in the callback that readied it, in a task of its own. Off by default; the
+# benchmarks measure it (PIPELINER_EAGER_START=1).
+EAGER_START = sys.version_info >= (3, 12) and os.environ.get("PIPELINER_EAGER_START") == "1"
 
 
 class Activation:
@@ -158,7 +165,7 @@ class Activation:
         scope = store if store.id else None
         if context.get(scope_var) is not scope:
             context.run(scope_var.set, scope)
-        if loop.get_task_factory() is None:
+        if not EAGER_START and loop.get_task_factory() is None:
             task = loop.create_task(self._run(kwargs), context=context)
             if not task.done():
                 self.task = task
@@ -175,7 +182,12 @@ class Activation:
     ) -> None:
         if self.finished:
             return  # cancelled while its start was queued
-        task = loop.create_task(self._run(kwargs), context=context)
+        if EAGER_START and loop.get_task_factory() is None:
+            task = asyncio.Task(  # type: ignore[call-arg]  # 3.12+, checked above
+                self._run(kwargs), loop=loop, context=context, eager_start=True
+            )
+        else:
+            task = loop.create_task(self._run(kwargs), context=context)
         if not task.done():  # an eager task may have run to its end already
             self.task = task
 
@@ -320,11 +332,11 @@ class Activation:
                 self._give_up(StepOutputError(step.name, step.provides, result), start, attempt)
                 return
         self._retire()
+        if start and logger.isEnabledFor(logging.DEBUG):  # before dependents (may) run
+            logger.debug("finish %s", step.label)
         # Every output is held before any dependent hears of one (an emission is atomic).
         complete_all(self._subjects(), values)
         if start:  # someone watched it start
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("finish %s", step.label)
             events = step.pipeline._events
             if events.observers:
                 elapsed = time.perf_counter() - start
@@ -736,7 +748,7 @@ def activate(
     if missing:
         raise MissingResourceError(missing, step.name if step is not None else names[0], hint)
     loop = store.loop
-    if loop is not None and loop.get_task_factory() is not None:
+    if EAGER_START or (loop is not None and loop.get_task_factory() is not None):
         # Tasks may start eagerly: none starts before every activation has subscribed.
         with _starts_held():
             return _commit(store, providers, order, links, list(top), supplied)
