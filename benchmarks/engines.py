@@ -42,13 +42,13 @@ class PipelinerEagerStartEngine(PipelinerEngine):
     name = "pipeliner_rx, eager start"
 
     async def run(self) -> Any:
-        from pipeliner_rx import _activation
+        from pipeliner_rx import _starts
 
-        shipped, _activation.EAGER_START = _activation.EAGER_START, True
+        shipped, _starts.EAGER_START = _starts.EAGER_START, True
         try:
             return await super().run()
         finally:
-            _activation.EAGER_START = shipped
+            _starts.EAGER_START = shipped
 
 
 def register(pipeline: Pipeline, spec: StepSpec) -> Any:

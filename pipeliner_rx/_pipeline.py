@@ -11,10 +11,12 @@ from typing import Any, Protocol, TypeVar, overload
 from reactivex import Observable, abc
 from reactivex.subject import AsyncSubject
 
-from ._activation import Activation, activate, failure_chain, release
+from ._activation import Activation, release
 from ._compute import compute
+from ._demand import activate
 from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
+from ._failure import failure_chain
 from ._graph import Plan, make_plan, mimebundle, to_dot, to_mermaid
 from ._join import Join
 from ._map import Results, Source, map_items

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
-from ._activation import activate, fail_downstream, failure_chain, release
+from ._activation import fail_downstream, release
+from ._demand import activate
+from ._failure import failure_chain
 from ._join import Join
 from ._store import Store, is_present
 from ._threads import call_on_loop, guarded, on_loop_thread

@@ -24,7 +24,9 @@ __all__ = [
     "is_present",
     "notify",
     "notify_error",
+    "notify_settled",
     "same",
+    "settle_all",
 ]
 
 logger = logging.getLogger("pipeliner_rx")
@@ -138,15 +140,27 @@ def _report(error: Exception, observer: abc.ObserverBase[Any]) -> None:
         logger.error(context["message"], exc_info=error)
 
 
+Settled = list[tuple[list[abc.ObserverBase[Any]] | None, Any]]
+
+
+def settle_all(subjects: Sequence[Resource], values: Sequence[Any]) -> Settled:
+    """Hold every value (the first phase of an emission); return who is to hear of which."""
+    return [(s.settle(value), value) for s, value in zip(subjects, values, strict=True)]
+
+
+def notify_settled(settled: Settled) -> None:
+    """Tell each observer of its value (the second phase of an emission)."""
+    for observers, value in settled:
+        if observers:
+            notify(observers, value)
+
+
 def complete_all(subjects: Sequence[Resource], values: Sequence[Any]) -> None:
     """Complete several subjects as one emission: every value is held before anyone hears."""
     if len(subjects) == 1:
         subjects[0].complete(values[0])
         return
-    settled = [(s.settle(value), value) for s, value in zip(subjects, values, strict=True)]
-    for observers, value in settled:
-        if observers:
-            notify(observers, value)
+    notify_settled(settle_all(subjects, values))
 
 
 def same(current: Any, new: Any) -> bool:

@@ -16,7 +16,7 @@ from helpers import add_step
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeliner_rx import Pipeline, _activation
+from pipeliner_rx import Pipeline, _starts
 
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 12), reason="eager_start is 3.12+")
 WAIT = 5
@@ -24,7 +24,7 @@ WAIT = 5
 
 @pytest.fixture(autouse=True)
 def eager_start(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_activation, "EAGER_START", True)
+    monkeypatch.setattr(_starts, "EAGER_START", True)
     yield
 
 
@@ -162,3 +162,29 @@ def test_a_step_that_resets_its_store_at_once_is_cancelled() -> None:
         assert reached == []
 
     run_plain(main)
+
+
+def test_a_steps_success_is_announced_before_its_dependents_start() -> None:
+    async def main() -> list[tuple[str, str]]:
+        pipeline = Pipeline()
+        events: list[tuple[str, str]] = []
+        subscription = pipeline.events.subscribe(lambda e: events.append((e.step, e.kind)))
+
+        @pipeline.step(provides="a")
+        async def first() -> int:
+            return 1
+
+        @pipeline.step(provides="b")
+        async def second(a: int) -> int:
+            return a + 1
+
+        assert await pipeline.resource("b") == 2
+        subscription.dispose()
+        return events
+
+    assert run_plain(main) == [
+        ("first", "started"),
+        ("first", "succeeded"),
+        ("second", "started"),
+        ("second", "succeeded"),
+    ]
