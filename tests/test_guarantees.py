@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import reactivex
-from helpers import add_step
+from helpers import add_step, blocking_step
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex.subject import Subject
@@ -445,18 +445,7 @@ async def test_a_feed_leaves_no_entry_however_it_ends(pipeline: Pipeline, ending
 async def test_a_failure_elsewhere_withdraws_the_demand_and_cancels_the_provider(
     pipeline: Pipeline,
 ) -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    @pipeline.step(provides="x")
-    async def slow() -> int:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return 1
-
+    started, cancelled, _ = blocking_step(pipeline, "x", "slow")
     source: Subject[int] = Subject()
     pipeline.feed("x", source)
     waiter = asyncio.create_task(pipeline.resource("x"))

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from helpers import blocking_step
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,17 +205,7 @@ async def test_a_bounded_wait_raises_timeout_naming_the_resource(
 
 
 async def test_a_bounded_wait_withdraws_its_demand(pipeline: Pipeline) -> None:
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    @pipeline.step(provides="slow")
-    async def slow() -> int:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return 1
+    started, cancelled, _ = blocking_step(pipeline, "slow", "slow")
 
     with pytest.raises(TimeoutError, match="`slow`"):
         await asyncio.wait_for(pipeline.resource("slow", timeout=0.05), WAIT)
