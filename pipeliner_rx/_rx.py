@@ -78,9 +78,12 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
             if ended is not None and not ended.done():
                 ended.set_result(None)
 
+        made: list[Listener] = []  # it may hear while being made (a step that ran eagerly)
+
         def ready(values: list[Any]) -> None:
             end()
-            listener.withdraw()
+            if made:
+                made[0].withdraw()
             guarded(loop, observer.on_next, values[0])
             guarded(loop, observer.on_completed)
 
@@ -88,8 +91,10 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
             end()
             guarded(loop, observer.on_error, error)
 
-        listener: Listener
         listener = Listener(demands, [subject], f"`{name}`", ready, failed)
+        made.append(listener)
+        if listener.done:
+            listener.withdraw()
 
         def dispose() -> None:
             end()
