@@ -10,18 +10,21 @@ from __future__ import annotations
 from ._api import (
     add_environment_resources,
     default_pipeline,
+    live,
     resource,
     resource_ready,
     scope,
     step,
 )
 from ._events import StepEvent
+from ._live import LiveStats, LiveStore
 from ._pipeline import Pipeline, StepDecorator
 from ._scope import Scope
 from ._step import Step
 from .exceptions import (
     CycleError,
     DuplicateProviderError,
+    LiveStoreClosedError,
     MissingResourceError,
     PipelineError,
     ResourceConflictError,
@@ -37,6 +40,9 @@ __version__ = "0.1.0"
 __all__ = [
     "CycleError",
     "DuplicateProviderError",
+    "LiveStats",
+    "LiveStore",
+    "LiveStoreClosedError",
     "MissingResourceError",
     "Pipeline",
     "PipelineError",
@@ -53,6 +59,7 @@ __all__ = [
     "__version__",
     "add_environment_resources",
     "default_pipeline",
+    "live",
     "resource",
     "resource_ready",
     "scope",

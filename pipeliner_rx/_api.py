@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, overload
 
+from ._live import LiveStore
 from ._pipeline import Pipeline, StepDecorator
 from ._scope import Scope
 from ._step import Provides, Step
@@ -12,6 +13,7 @@ from ._step import Provides, Step
 __all__ = [
     "add_environment_resources",
     "default_pipeline",
+    "live",
     "resource",
     "resource_ready",
     "scope",
@@ -76,6 +78,11 @@ async def resource(name: str) -> Any:
 def resource_ready(name: str) -> bool:
     """Whether a resource of the default pipeline holds a value."""
     return _default.resource_ready(name)
+
+
+def live(**inputs: Any) -> LiveStore:
+    """A new live store of the default pipeline; see `Pipeline.live`."""
+    return _default.live(**inputs)
 
 
 def scope(**resources: Any) -> Scope:

@@ -16,6 +16,7 @@ from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
 from ._graph import Plan, make_plan, to_dot, to_mermaid
 from ._join import Join
+from ._live import LiveStore
 from ._rx import compute, feed, observe
 from ._scope import Scope
 from ._step import Provides, Step
@@ -267,6 +268,31 @@ class Pipeline:
             ...     base, result, mod = await get_division()
         """
         return Scope(self, resources)
+
+    def live(self, **inputs: Any) -> LiveStore:
+        """A new `LiveStore`: a store whose inputs change, recomputing only what they affect.
+
+        It starts with the pipeline's environment, overridden by ``inputs``, and is separate
+        from the pipeline's store and from scopes. Push new values with ``push``, follow
+        results with ``observe`` or ``get``; close it with ``with`` / ``async with``.
+
+        Args:
+            **inputs: initial values, overriding the pipeline's environment.
+
+        Returns:
+            The live store.
+
+        Example:
+            >>> async with pipeline.live(price=10.0) as live:
+            ...     live.observe("report").subscribe(print)
+            ...     live.push(price=10.5)
+        """
+        return LiveStore(
+            providers=self._providers,
+            environment={**self._environment, **inputs},
+            events=self._events,
+            executor=self.executor,
+        )
 
     def observe(self, name: str) -> Observable[Any]:
         """An Observable that emits resource ``name`` once and completes.

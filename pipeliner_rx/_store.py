@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from reactivex import abc
 from reactivex.subject import AsyncSubject
 
+from ._compare import same as _same
 from .exceptions import ResourceConflictError, ScopeClosedError
 
 if TYPE_CHECKING:
@@ -78,15 +79,6 @@ class Resource(AsyncSubject[Any]):
         for observer in observers:
             observer.on_next(value)
             observer.on_completed()
-
-
-def _same(current: Any, new: Any) -> bool:
-    if current is new:
-        return True
-    try:
-        return bool(current == new)
-    except Exception:  # e.g. arrays, whose == is elementwise: treat as different
-        return False
 
 
 class Store:
