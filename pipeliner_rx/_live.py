@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -122,6 +122,7 @@ class LiveStore:
     def __init__(
         self,
         *,
+        steps: Iterable[Step[Any]],
         providers: Mapping[str, Step[Any]],
         environment: Mapping[str, Any],
         events: Events,
@@ -129,7 +130,7 @@ class LiveStore:
     ) -> None:
         self.id = next(_ids)
         self._errors = Events()
-        self._scheduler = Scheduler(providers, events, self._errors, executor, self.id)
+        self._scheduler = Scheduler(steps, providers, events, self._errors, executor, self.id)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._revision = 1
         # The pending revision: pushes, unpins and invalidations made since the last flush.

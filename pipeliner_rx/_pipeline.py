@@ -288,6 +288,7 @@ class Pipeline:
             ...     live.push(price=10.5)
         """
         return LiveStore(
+            steps=self._steps.values(),
             providers=self._providers,
             environment={**self._environment, **inputs},
             events=self._events,

@@ -152,6 +152,7 @@ class Scheduler:
 
     def __init__(
         self,
+        steps: Iterable[Step[Any]],
         providers: Mapping[str, Step[Any]],
         events: Events,
         errors: Events,
@@ -189,6 +190,9 @@ class Scheduler:
                 cell.provider = node
             for cell in node.inputs:
                 cell.consumers.append(node)
+        for step in steps:  # steps that provide nothing: their parameters are resources too
+            for param in step.params:
+                self.cell(param.name)
 
     def cell(self, name: str) -> Cell:
         """The cell of ``name``, created empty if there is none yet."""
@@ -212,6 +216,7 @@ class Scheduler:
         marks: list[Node] = []  # steps whose inputs may change: dirty from here down
         recount: list[Node] = []  # steps whose pending inputs may have changed
         changed: list[Cell] = []
+        pinned: list[Cell] = []
         anything = False
         for name in unpins:
             cell = self.cells[name]
@@ -234,6 +239,7 @@ class Scheduler:
                 if cell.demand:
                     self._release(cell.provider)
                 recount += cell.consumers
+                pinned.append(cell)  # settled now, even if its value stays
             equal = cell.has_value and same(cell.value, value)
             if equal and cell.error is None:
                 continue
@@ -259,7 +265,7 @@ class Scheduler:
             self._stale(cell)
             marks += cell.consumers
         self._refresh(marks, recount)
-        for cell in changed:
+        for cell in dict.fromkeys([*changed, *pinned]):
             if cell.watchers:
                 self._notify(cell)
         return anything or bool(changed)
