@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
+from ._cells import Cell
 from ._compare import same
 from ._events import Events, StepEvent
 from ._executors import Executor
-from ._revisions import Cell, Scheduler
+from ._revisions import Scheduler
 from ._threads import call_on_loop, guarded, on_loop_thread, run_on_loop
 from .exceptions import (
     CycleError,
@@ -203,6 +204,12 @@ class LiveStore:
             >>> live.push(price=10.5, currency="EUR")
             2
         """
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is self._loop:
+            return self._push(values)  # the common case: on the store's loop
         return run_on_loop(self._prepare(), lambda: self._push(values))
 
     def unpin(self, *names: str) -> int:
@@ -335,8 +342,9 @@ class LiveStore:
         self._values, self._unpins, self._invalid = {}, set(), set()
         if self._scheduler.apply(self._revision, values, unpins, invalid):
             self._revisions += 1
-        for waiter in list(self._waiters):
-            waiter.update(waiter.cell)
+        if self._waiters:
+            for waiter in list(self._waiters):
+                waiter.update(waiter.cell)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The revision scheduler of a live store: cells, steps, demand, and the runs that settle them.
+"""The revision scheduler of a live store: demand, dirtiness, and settling in data-flow order.
 
 A live store keeps a `Cell` per resource (its latest value or error, and the revision that last
 changed it: its *stamp*) and a `Node` per step that provides something. A revision changes some
@@ -22,126 +22,21 @@ Every walk is iterative: depth costs no recursion.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from ._cells import CLEAN, DIRTY, IDLE, Cell, Node, Outcome, Run
 from ._compare import same
-from ._events import EventKind, Events, StepEvent
-from ._executors import Executor, run_sync
-from .exceptions import CycleError, PipelineError, StepOutputError
+from ._events import Events
+from ._executors import Executor
+from ._liverun import Runner
+from .exceptions import CycleError, StepOutputError
 
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["CLEAN", "DIRTY", "IDLE", "Cell", "Node", "Scheduler", "Watcher"]
-
-logger = logging.getLogger("pipeliner_rx")
-
-# A node's state. IDLE: nothing needs it (its outputs may be stale; nobody looks). CLEAN: its
-# outputs are consistent with the latest revision. DIRTY: needed, and not settled yet (waiting
-# for inputs, running, or blocked on an input nobody has pushed).
-IDLE, CLEAN, DIRTY = 0, 1, 2
-
-
-class Watcher(Protocol):
-    """Something told whenever a cell settles: an observer or a waiting ``get``."""
-
-    def update(self, cell: Cell) -> None:
-        """The cell settled (possibly with the same value as before)."""
-
-
-class Cell:
-    """One resource of a live store: its latest value or error, its stamps, who needs it."""
-
-    __slots__ = (
-        "consumers",
-        "demand",
-        "error",
-        "has_value",
-        "name",
-        "pinned",
-        "provider",
-        "stamp",
-        "value",
-        "value_stamp",
-        "watchers",
-    )
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.provider: Node | None = None
-        self.consumers: list[Node] = []  # the steps with outputs that take it as a parameter
-        self.pinned = False  # pushed although a step provides it: the pushed value wins
-        self.has_value = False
-        self.value: Any = None  # kept while the cell holds an error: the last good value
-        self.error: Exception | None = None
-        self.stamp = 0  # the revision that last changed the value or the error
-        self.value_stamp = 0  # the revision that last changed the value (what observers see)
-        self.demand = 0  # observers, gets and needed consumers
-        self.watchers: list[Watcher] = []
-
-    @property
-    def settled(self) -> bool:
-        """Whether the cell is consistent with the latest applied revision."""
-        provider = self.provider
-        return provider is None or self.pinned or provider.state == CLEAN
-
-
-class Node:
-    """A step that provides something, and where it stands in the current revision."""
-
-    __slots__ = (
-        "held",
-        "inputs",
-        "need",
-        "outputs",
-        "queued",
-        "run",
-        "seen",
-        "state",
-        "step",
-        "waiting",
-    )
-
-    def __init__(self, step: Step[Any], inputs: list[Cell], outputs: list[Cell]) -> None:
-        self.step = step
-        self.inputs = inputs  # one cell per parameter, in signature order
-        self.outputs = outputs  # one cell per output, in ``provides`` order
-        self.need = 0  # how many of its unpinned outputs are demanded
-        self.state = IDLE
-        self.waiting = 0  # while DIRTY: inputs whose (unpinned) provider is DIRTY
-        self.queued = False
-        self.run: Run | None = None
-        self.held: Outcome | None = None  # a finished run, waiting for the steps above to settle
-        self.seen: list[int] | None = None  # input stamps of the last evaluation (None: rerun)
-
-
-class Run:
-    """One run of a step: the revision and input stamps it was given, and its task."""
-
-    __slots__ = ("cancelled", "node", "revision", "stamps", "task")
-
-    def __init__(self, node: Node, revision: int, stamps: list[int]) -> None:
-        self.node = node
-        self.revision = revision
-        self.stamps = stamps
-        self.cancelled = False
-        self.task: asyncio.Task[None] | None = None
-
-
-class Outcome:
-    """What a finished run produced, held back until the steps above it settle."""
-
-    __slots__ = ("error", "stamps", "value")
-
-    def __init__(self, stamps: list[int], value: Any, error: Exception | None) -> None:
-        self.stamps = stamps
-        self.value = value
-        self.error = error
+__all__ = ["Scheduler"]
 
 
 class Scheduler:
@@ -161,15 +56,9 @@ class Scheduler:
     ) -> None:
         self.cells: dict[str, Cell] = {}
         self.nodes: list[Node] = []
-        self.events = events
-        self.errors = errors
-        self.executor = executor
-        self.id = store_id
+        self.runner = Runner(events, errors, executor, store_id, self._finish)
         self.revision = 0  # the latest applied revision
         self.loop: asyncio.AbstractEventLoop | None = None
-        # Steps run in copies of the context the store was made in, not of whichever task or
-        # callback happened to settle their inputs.
-        self.context = contextvars.copy_context()
         self.ready: deque[Node] = deque()
         self.draining = False
         self.step_runs = 0
@@ -422,7 +311,7 @@ class Scheduler:
         held = node.held
         if held is not None:
             node.held = None
-            self._apply(node, held.stamps, held.value, held.error)
+            self._apply(node, held)
             return
         inputs = node.inputs
         stamps = [cell.stamp for cell in inputs]
@@ -431,16 +320,16 @@ class Scheduler:
             return
         kwargs: dict[str, Any] = {}
         error: Exception | None = None
-        for cell, param in zip(inputs, node.step.params, strict=True):
-            if cell.error is not None:
-                if error is None:
-                    error = cell.error
-            elif cell.has_value:
-                kwargs[cell.name] = cell.value
-            elif param.has_default:
-                kwargs[cell.name] = param.default
-            else:
-                return  # an input that nothing provides has not been pushed: wait for it
+        for cell, param in zip(inputs, node.params, strict=True):
+            if cell.error is None:
+                if cell.has_value:
+                    kwargs[cell.name] = cell.value
+                elif param.has_default:
+                    kwargs[cell.name] = param.default
+                else:
+                    return  # an input that nothing provides has not been pushed: wait for it
+            elif error is None:
+                error = cell.error
         if error is not None:
             # An input failed: the step does not run, and its outputs carry the same error.
             node.seen = stamps
@@ -456,22 +345,40 @@ class Scheduler:
         assert loop is not None  # drain runs only with a loop
         run = node.run = Run(node, self.revision, stamps)
         self.step_runs += 1
-        run.task = loop.create_task(self._execute(run, kwargs), context=self.context.copy())
+        self.runner.start(loop, run, kwargs)
 
-    def _apply(self, node: Node, stamps: list[int], value: Any, error: Exception | None) -> None:
+    def _apply(self, node: Node, outcome: Outcome) -> None:
         """A run's outcome becomes the step's outputs; equal values keep their stamps."""
+        node.seen = outcome.run.stamps
         outputs = node.outputs
+        value, error = outcome.value, outcome.error
+        revision = self.revision
         values: Sequence[Any] = ()
         if error is None:
             if len(outputs) == 1:
-                values = (value,)
-            elif isinstance(value, (tuple, list)) and len(value) == len(outputs):
+                self.runner.ended(outcome, "succeeded")
+                cell = outputs[0]
+                if cell.pinned or (
+                    cell.has_value and cell.error is None and same(cell.value, value)
+                ):
+                    self.cutoffs += 1
+                    self._settle(node, ())
+                    return
+                if not (cell.has_value and same(cell.value, value)):
+                    cell.value = value
+                    cell.has_value = True
+                    cell.value_stamp = revision
+                cell.error = None
+                cell.stamp = revision
+                self._settle(node, (cell,))
+                return
+            if isinstance(value, (tuple, list)) and len(value) == len(outputs):
                 values = value
             else:
-                error = StepOutputError(node.step.name, node.step.provides, value)
-        revision = self.revision
+                error = outcome.error = StepOutputError(node.step.name, node.step.provides, value)
         changed = []
         if error is None:
+            self.runner.ended(outcome, "succeeded")
             for cell, new in zip(outputs, values, strict=True):
                 if cell.pinned:
                     continue  # the pushed value wins
@@ -488,12 +395,12 @@ class Scheduler:
             if not changed:
                 self.cutoffs += 1
         else:
+            self.runner.ended(outcome, "failed")
             for cell in outputs:
                 if not cell.pinned:
                     cell.error = error
                     cell.stamp = revision
                     changed.append(cell)
-        node.seen = stamps
         self._settle(node, changed)
 
     def _settle(self, node: Node, changed: Sequence[Cell]) -> None:
@@ -534,9 +441,11 @@ class Scheduler:
             task = run.task
             if task is not None and not task.done() and not task.get_loop().is_closed():
                 task.cancel()
-        if node.held is not None:
+        held = node.held
+        if held is not None:
             node.held = None
             self.cancelled_runs += 1
+            self.runner.ended(held, "cancelled")
 
     def adopt(self, loop: asyncio.AbstractEventLoop) -> None:
         """Work on ``loop`` from now on; runs of the previous (stopped) loop start afresh."""
@@ -563,125 +472,19 @@ class Scheduler:
         self.ready.clear()
         return tasks
 
-    # -- runs -----------------------------------------------------------------------------------
-
-    async def _execute(self, run: Run, kwargs: dict[str, Any]) -> None:
-        step = run.node.step
-        attempt = 0
-        while True:
-            attempt += 1
-            start = self._started(run, attempt)
-            try:
-                if step.is_async and step.timeout is None:
-                    result = await step.fn(**kwargs)  # one coroutine less in the common case
-                else:
-                    result = await self._attempt(step, kwargs)
-            except asyncio.CancelledError:
-                self._interrupted(run, start, attempt)
-                raise
-            except Exception as exc:
-                self._report(run, "failed", start, attempt, exc)
-                if attempt <= step.retries:
-                    if step.retry_delay:
-                        try:
-                            await asyncio.sleep(step.retry_delay)
-                        except asyncio.CancelledError:
-                            self._interrupted(run, start, attempt)
-                            raise
-                    continue
-                note = (
-                    f"Raised by step `{step.name}` in revision {run.revision} of live store "
-                    f"{self.id}" + (f", in each of {attempt} attempts." if attempt > 1 else ".")
-                )
-                if note not in getattr(exc, "__notes__", ()):
-                    exc.add_note(note)
-                self._finish(run, None, exc)
-                return
-            self._report(run, "succeeded", start, attempt)
-            self._finish(run, result, None)
-            return
-
-    async def _attempt(self, step: Step[Any], kwargs: dict[str, Any]) -> Any:
-        if step.timeout is None:
-            return await self._invoke(step, kwargs)
-        try:
-            async with asyncio.timeout(step.timeout) as deadline:
-                return await self._invoke(step, kwargs)
-        except TimeoutError:
-            if deadline.expired():
-                raise TimeoutError(
-                    f"`{step.name}` ran longer than its timeout of {step.timeout} s."
-                ) from None
-            raise
-
-    async def _invoke(self, step: Step[Any], kwargs: dict[str, Any]) -> Any:
-        if step.is_async:
-            return await step.fn(**kwargs)
-        executor = step.executor if step.executor is not None else self.executor
-        return await run_sync(step, kwargs, executor)
-
-    def _interrupted(self, run: Run, start: float, attempt: int) -> None:
-        self._report(run, "cancelled", start, attempt)
-        if not run.cancelled:
-            # Not cancelled by the store: the step raised CancelledError itself, or someone
-            # cancelled its task. Whoever waits on its outputs must hear of it.
-            name = run.node.step.name
-            self._finish(
-                run,
-                None,
-                PipelineError(
-                    f"`{name}` was cancelled from outside pipeliner_rx (it raised "
-                    f"CancelledError, or its task was cancelled), so its outputs failed in "
-                    f"revision {run.revision}. Push a changed input or call "
-                    f"`invalidate(...)` to rerun it."
-                ),
-            )
-
-    def _finish(self, run: Run, value: Any, error: Exception | None) -> None:
+    def _finish(self, outcome: Outcome) -> None:
+        """A run ended (not by the store's cancellation): apply it, or hold it back."""
+        run = outcome.run
         node = run.node
         if node.run is not run:
-            return  # cancelled meanwhile: the result is stale, and never used
+            # Cancelled, but the step swallowed the cancellation: the result is stale.
+            self.runner.ended(outcome, "cancelled")
+            return
         node.run = None
         if node.waiting:
             # A step above it is dirty again: the result stands only if that step's outputs
             # come out unchanged (otherwise `_stale` drops it).
-            node.held = Outcome(run.stamps, value, error)
+            node.held = outcome
             return
-        self._apply(node, run.stamps, value, error)
+        self._apply(node, outcome)
         self.drain()
-
-    # -- events ---------------------------------------------------------------------------------
-
-    def _started(self, run: Run, attempt: int) -> float:
-        """Log and announce an attempt; its start time, or 0.0 when nobody watches."""
-        debug = logger.isEnabledFor(logging.DEBUG)
-        events = self.events
-        if not debug and not events.observers and not self.errors.observers:
-            return 0.0
-        name = run.node.step.name
-        if debug:
-            logger.debug("start %s (live store %d, revision %d)", name, self.id, run.revision)
-        if events.observers:
-            events.emit(StepEvent(name, "started", None, None, self.id, attempt, run.revision))
-        return time.perf_counter()
-
-    def _report(
-        self,
-        run: Run,
-        kind: EventKind,
-        start: float,
-        attempt: int,
-        error: Exception | None = None,
-    ) -> None:
-        failed = kind == "failed"
-        events, errors = self.events, self.errors
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s (revision %d)", kind, run.node.step.name, run.revision)
-        if not events.observers and not (failed and errors.observers):
-            return
-        elapsed = time.perf_counter() - start if start else None
-        event = StepEvent(run.node.step.name, kind, elapsed, error, self.id, attempt, run.revision)
-        if events.observers:
-            events.emit(event)
-        if failed and errors.observers:
-            errors.emit(event)
