@@ -120,6 +120,7 @@ class Scheduler:
                 recount += self._need(provider)
             marks.append(provider)
             marks += cell.consumers
+            recount += cell.consumers  # they now wait for the provider, whatever its state
         for name, value in values.items():
             cell = self.cell(name)
             if cell.provider is not None and not cell.pinned:
@@ -261,35 +262,46 @@ class Scheduler:
 
     # -- settling -------------------------------------------------------------------------------
 
-    def _refresh(self, marks: Iterable[Node], recount: list[Node]) -> None:
-        """Mark ``marks`` and the needed steps below them dirty, recount their pending inputs,
-        and evaluate what is ready."""
+    def _refresh(self, marks: Sequence[Node], recount: Sequence[Node]) -> None:
+        """Mark ``marks`` and the needed steps below them dirty, count their pending inputs,
+        and evaluate what is ready.
+
+        Counts change only along the edges out of steps that turn dirty here, so only those
+        are counted; ``recount`` names the dirty steps whose counts are made afresh instead
+        (newly needed steps, and consumers of a cell whose pin changed).
+        """
+        newly: list[Node] = []
         stack = list(marks)
         while stack:
             node = stack.pop()
-            state = node.state
-            if state == IDLE:
-                continue
-            recount.append(node)
-            if state == DIRTY:
-                continue  # already dirty, and so is everything needed below it
+            if node.state != CLEAN:
+                continue  # not needed, or dirty already, and so is everything needed below it
             node.state = DIRTY
+            node.waiting = 0
+            newly.append(node)
             for cell in node.outputs:
                 if not cell.pinned:
                     stack += cell.consumers
+        for node in newly:
+            for cell in node.outputs:
+                if not cell.pinned:
+                    for consumer in cell.consumers:
+                        if consumer.state == DIRTY:
+                            consumer.waiting += 1
+        for node in recount:
+            if node.state == DIRTY:
+                waiting = 0
+                for cell in node.inputs:
+                    provider = cell.provider
+                    if provider is not None and provider.state == DIRTY and not cell.pinned:
+                        waiting += 1
+                node.waiting = waiting
         ready = self.ready
-        for node in dict.fromkeys(recount):
-            if node.state != DIRTY:
-                continue
-            waiting = 0
-            for cell in node.inputs:
-                provider = cell.provider
-                if provider is not None and provider.state == DIRTY and not cell.pinned:
-                    waiting += 1
-            node.waiting = waiting
-            if not waiting and not node.queued:
-                node.queued = True
-                ready.append(node)
+        for nodes in (newly, marks, recount):
+            for node in nodes:
+                if node.state == DIRTY and not node.waiting and not node.queued:
+                    node.queued = True
+                    ready.append(node)
         self.drain()
 
     def drain(self) -> None:

@@ -30,6 +30,7 @@ from pipeliner_rx import (
     Pipeline,
     ScopeClosedError,
     StepEvent,
+    StoreInUseError,
     UnknownTargetError,
 )
 
@@ -341,6 +342,63 @@ def test_diamond_never_mixes_revisions(schedule: list[tuple[int, int]]) -> None:
         matches = [r for r in range(after + 1, latest + 1) if value_of.get(r) == right]
         assert matches, (emitted, value_of)
         after = matches[0]
+
+
+@pytest.mark.parametrize("a", [3, 4])
+async def test_a_result_that_finishes_while_a_step_above_reruns_waits_for_it(
+    pipeline: Pipeline, a: int
+) -> None:
+    """`total` finishes while `parity` (above it) reruns for a new `a`: its result is held
+    back; it is used if `parity` comes out equal (a=3), dropped and rerun if not (a=4)."""
+    gates = {"parity": asyncio.Event(), "total": asyncio.Event()}
+    running = {"parity": asyncio.Event(), "total": asyncio.Event()}
+    totals: list[tuple[int, int]] = []
+
+    @pipeline.step(provides="parity")
+    async def parity(a: int) -> int:
+        running["parity"].set()
+        await gates["parity"].wait()
+        return a % 2
+
+    @pipeline.step(provides="total")
+    async def total(parity: int, b: int) -> int:
+        totals.append((parity, b))
+        running["total"].set()
+        await gates["total"].wait()
+        return parity + b
+
+    events: list[tuple[str, str, int | None]] = []
+    pipeline.events.subscribe(lambda e: events.append((e.step, e.kind, e.revision)))
+    async with pipeline.live(a=1, b=10) as live:
+        seen, _ = collect(live, "total")
+        gates["parity"].set()
+        gates["total"].set()
+        assert await bounded(live.get("total")) == 11
+        for gate in (*gates.values(), *running.values()):
+            gate.clear()
+        live.push(b=20)  # revision 2: `total` reruns and waits at its gate
+        await bounded(running["total"].wait())
+        live.push(a=a)  # revision 3: `parity` reruns and waits; `total` may have to follow
+        await bounded(running["parity"].wait())
+        gates["total"].set()  # `total` finishes first: held back, `parity` is dirty
+        await asyncio.sleep(0)
+        assert seen == [11]
+        gates["parity"].set()
+        expected = a % 2 + 20
+        assert await bounded(live.get("total")) == expected
+    assert seen == [11, expected]
+    total_events = [(kind, revision) for step, kind, revision in events if step == "total"]
+    if a == 3:  # parity stayed 1: the held result was used, nothing reran
+        assert totals == [(1, 10), (1, 20)]
+        assert total_events[-2:] == [("started", 2), ("succeeded", 2)]
+    else:  # parity changed: the held result was dropped, and `total` reran with it
+        assert totals == [(1, 10), (1, 20), (0, 20)]
+        assert total_events[-4:] == [
+            ("started", 2),
+            ("cancelled", 2),
+            ("started", 3),
+            ("succeeded", 3),
+        ]
 
 
 # -- 7. stale runs are cancelled ----------------------------------------------------------------
@@ -859,6 +917,23 @@ async def test_step_events_outside_live_stores_have_no_revision(pipeline: Pipeli
     pipeline.events.subscribe(events.append)
     await make_x()
     assert [e.revision for e in events] == [None, None]
+
+
+async def test_a_second_running_loop_is_refused(pipeline: Pipeline) -> None:
+    @pipeline.step(provides="double")
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async with pipeline.live(x=1) as live:
+        assert await bounded(live.get("double")) == 2
+
+        def other_loop() -> None:
+            asyncio.run(live.get("double"))
+
+        with pytest.raises(StoreInUseError):
+            await bounded(asyncio.to_thread(other_loop))
+        assert await bounded(asyncio.to_thread(live.push, x=5)) == 2  # pushing is fine
+        assert await bounded(live.get("double")) == 10
 
 
 def test_sync_use_before_a_loop_runs() -> None:
