@@ -33,6 +33,24 @@ class PipelinerEngine:
         return result
 
 
+class PipelinerEagerStartEngine(PipelinerEngine):
+    """pipeliner_rx with its steps' tasks started eagerly (Python 3.12+ ``eager_start``).
+
+    The same as setting ``PIPELINER_EAGER_START=1`` before importing the library.
+    """
+
+    name = "pipeliner_rx, eager start"
+
+    async def run(self) -> Any:
+        from pipeliner_rx import _starts
+
+        shipped, _starts.EAGER_START = _starts.EAGER_START, True
+        try:
+            return await super().run()
+        finally:
+            _starts.EAGER_START = shipped
+
+
 def register(pipeline: Pipeline, spec: StepSpec) -> Any:
     """Register a spec's coroutine under its own name and parameters."""
 
@@ -171,6 +189,8 @@ def _hamilton_node(spec: StepSpec, output: str, index: int, count: int) -> Any:
 def available_engines() -> list[type[Any]]:
     """The engines this machine can run (Hamilton only with its extra installed)."""
     engines: list[type[Any]] = [HandWrittenEngine, PipelinerEngine]
+    if sys.version_info >= (3, 12):
+        engines.append(PipelinerEagerStartEngine)
     try:
         import hamilton.async_driver  # noqa: F401
     except ImportError:

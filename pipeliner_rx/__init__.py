@@ -16,7 +16,9 @@ from ._api import (
     scope,
     step,
 )
-from ._events import StepEvent
+from ._events import EventKind, StepEvent
+from ._executors import StepExecutor
+from ._graph import Plan
 from ._live import LiveStats, LiveStore
 from ._pipeline import Pipeline, StepDecorator
 from ._scope import Scope
@@ -40,18 +42,21 @@ __version__ = "0.1.0"
 __all__ = [
     "CycleError",
     "DuplicateProviderError",
+    "EventKind",
     "LiveStats",
     "LiveStore",
     "LiveStoreClosedError",
     "MissingResourceError",
     "Pipeline",
     "PipelineError",
+    "Plan",
     "ResourceConflictError",
     "Scope",
     "ScopeClosedError",
     "Step",
     "StepDecorator",
     "StepEvent",
+    "StepExecutor",
     "StepOutputError",
     "StepPicklingError",
     "StoreInUseError",

@@ -1,37 +1,49 @@
 """Activation: one demanded step in one store, from subscription to its inputs to its outputs.
 
-The data path: a demand walks the missing part of the graph (iteratively, so depth is free),
-creates an `Activation` per provider that must run, and each activation subscribes a `Join` to
-its input subjects. When the join has every input, the step runs as a task on the store's loop
-and completes its output subjects, which in turn complete the joins of its dependents. Demand is
-reference-counted: when nobody needs a pending activation any more it is cancelled.
+The data path: a demand (`_demand.activate`) creates an `Activation` per provider that must
+run, and each activation subscribes a `Join` to its input subjects. When the join has every
+input, the step runs as a task on the store's loop and completes its output subjects, which in
+turn complete the joins of its dependents. Demand is reference-counted: when nobody needs a
+pending activation any more it is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import _starts
 from ._events import StepEvent
 from ._executors import run_sync
-from ._join import Join
-from ._store import Resource, Store, is_present
-from .exceptions import CycleError, MissingResourceError, PipelineError, StepOutputError
+from ._failure import Failure, stop_iteration_error
+from ._join import Join, Slot
+from ._store import (
+    Resource,
+    Store,
+    complete_all,
+    fail_subject,
+    is_present,
+    notify_settled,
+    settle_all,
+)
+from .exceptions import PipelineError, StepOutputError
 
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["Activation", "activate", "failure_chain", "release"]
+__all__ = ["Activation", "current_activation", "fail_downstream", "release"]
 
 logger = logging.getLogger("pipeliner_rx")
 
 # The activation whose step is running in the current task: a demand made from inside a step
 # that comes back to that same step would wait on itself.
-_running: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
+current_activation: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
     "pipeliner_rx_running", default=None
 )
 
@@ -41,7 +53,9 @@ class Activation:
 
     __slots__ = (
         "cause",
+        "context",
         "demand",
+        "failure",
         "finished",
         "inputs",
         "join",
@@ -54,11 +68,16 @@ class Activation:
         "upstream",
     )
 
-    def __init__(self, step: Step[Any], store: Store, private: bool) -> None:
+    def __init__(
+        self, step: Step[Any], store: Store, private: bool, context: contextvars.Context
+    ) -> None:
         self.step = step
         self.store = store
         # A step that provides nothing, run for its caller: its result goes to a private subject.
         self.private = private
+        # The context of the demand that activated the step: its task starts from a copy, not
+        # from whichever task happened to complete its last input.
+        self.context = context
         self.outputs: list[Resource] = []
         self.inputs: Sequence[str] = ()
         self.upstream: list[Activation] = []
@@ -68,7 +87,8 @@ class Activation:
         self.join: Join | None = None
         self.task: asyncio.Task[None] | None = None
         self.finished = False
-        self.cause: tuple[str, Activation] | None = None
+        self.cause: tuple[str, Activation] | None = None  # the failed input that stopped it
+        self.failure: Failure | None = None  # set when it failed, for the failure's note
 
     def start(self) -> None:
         """Subscribe to the inputs; the step runs once all of them hold a value."""
@@ -77,7 +97,7 @@ class Activation:
             self.outputs = [Resource()]
             store.private.add(self)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("activate %s", self.step.name)
+            logger.debug("activate %s", self.step.label)
         step = self.step
         if step.has_defaults:
             providers = step.pipeline._providers
@@ -92,7 +112,7 @@ class Activation:
         if all(is_present(subject) for subject in subjects):
             self._ready([subject.value for subject in subjects])  # nothing to wait for
         else:
-            self.join = Join(subjects, self._ready, self._lost)
+            self.join = Join(subjects, self._ready, self._lost, self)
 
     def _subjects(self) -> list[Resource]:
         # Looked up when needed, not kept: a failed resource gets a fresh subject meanwhile.
@@ -113,59 +133,98 @@ class Activation:
         store = self.store
         if not self.private and store.all_present(step.provides):
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("skip %s: its outputs are present", step.name)
+                logger.debug("skip %s: its outputs are present", step.label)
+            self._retire()
             events = step.pipeline._events
             if events.observers:
-                events.emit(StepEvent(step.name, "skipped", scope=store.id))
-            self._retire()
+                events.emit(StepEvent(step.label, "skipped", scope=store.id))
             return
+        kwargs = dict(zip(self.inputs, values, strict=True))
         if step.has_defaults:
-            kwargs = {p.name: p.default for p in step.params if p.has_default}
-            kwargs.update(zip(self.inputs, values, strict=True))
-        else:
-            kwargs = dict(zip(self.inputs, values, strict=True))
+            # Inputs are read when the step starts: a value pushed since the demand beats the
+            # parameter's default.
+            subjects = store.subjects
+            for p in step.params:
+                if p.has_default and p.name not in kwargs:
+                    subject = subjects.get(p.name)
+                    present = subject is not None and is_present(subject)
+                    kwargs[p.name] = subject.value if present else p.default  # type: ignore[union-attr]
         loop = store.loop
         assert loop is not None  # a store is bound before anything is activated
-        # The step's task runs in its store's scope, whoever completed its last input; a task
-        # copies the current context anyway, so a context is made here only to change it.
+        # The step's task runs in its store's scope, in a copy of its demand's context.
+        context = self.context.copy()
         scope_var = step.pipeline._scope_var
         scope = store if store.id else None
-        if scope_var.get() is scope:
-            self.task = loop.create_task(self._run(kwargs))
-        else:
-            context = contextvars.copy_context()
+        if context.get(scope_var) is not scope:
             context.run(scope_var.set, scope)
-            self.task = loop.create_task(self._run(kwargs), context=context)
+        if not _starts.EAGER_START and loop.get_task_factory() is None:
+            task = loop.create_task(self._run(kwargs), context=context)
+            if not task.done():
+                self.task = task
+        else:
+            # A task factory may start tasks eagerly (`asyncio.eager_task_factory`): the
+            # step's first part then runs inside `create_task`. Starts are queued while
+            # another start or a demand's walk is under way, so that nothing runs before the
+            # walk has subscribed everything, and a chain of steps that never suspend starts
+            # one after the other instead of one inside the other.
+            _starts.start(loop, self, kwargs, context)
+
+    def _launch(
+        self, loop: asyncio.AbstractEventLoop, kwargs: dict[str, Any], context: contextvars.Context
+    ) -> None:
+        if self.finished:
+            return  # cancelled while its start was queued
+        if _starts.EAGER_START and loop.get_task_factory() is None:
+            task = asyncio.Task(  # type: ignore[call-arg]  # 3.12+, checked above
+                self._run(kwargs), loop=loop, context=context, eager_start=True
+            )
+        else:
+            task = loop.create_task(self._run(kwargs), context=context)
+        if not task.done():  # an eager task may have run to its end already
+            self.task = task
 
     async def _run(self, kwargs: dict[str, Any]) -> None:
-        _running.set(self)  # in this task's own context
+        current_activation.set(self)  # in this task's own context
+        # Known from the first line on: an eager task's first part runs before `create_task`
+        # returns, and whatever it does may cancel this very step.
+        self.task = asyncio.current_task()
         step = self.step
         attempt = 0
-        while True:
-            attempt += 1
-            start = self._started(attempt)
-            try:
-                if step.is_async and step.timeout is None:
-                    result = await step.fn(**kwargs)  # one coroutine less in the common case
-                else:
-                    result = await self._attempt(kwargs)
-            except asyncio.CancelledError:
-                self._cancelled(start, attempt)
-                raise
-            except Exception as exc:
-                self._attempt_failed(exc, start, attempt)
-                if attempt <= step.retries:
-                    if step.retry_delay:
-                        try:
+        start = 0.0
+        # Every way this task can end answers the step's waiters: the value, the step's
+        # error, a cancellation, or whatever else escaped (a BaseException from the step, an
+        # error reading its result). This is the one place that guarantees it.
+        try:
+            while True:
+                attempt += 1
+                start = self._started(attempt)
+                try:
+                    if step.is_coroutine_function and step.timeout is None:
+                        result = await step.fn(**kwargs)  # one coroutine less in the common case
+                    else:
+                        result = await self._attempt(kwargs)
+                except Exception as exc:
+                    if attempt <= step.retries:
+                        self._attempt_failed(exc, start, attempt)
+                        if step.retry_delay:
                             await asyncio.sleep(step.retry_delay)
-                        except asyncio.CancelledError:
-                            self._cancelled(start, attempt)
-                            raise
-                    continue
-                self._give_up(exc, attempt)
+                        continue
+                    self._give_up(exc, start, attempt)
+                    return
+                self._emit(result, start, attempt)
                 return
-            self._succeeded(result, start, attempt)
-            return
+        except asyncio.CancelledError:
+            self._cancelled(start, attempt)
+            raise
+        except BaseException as exc:
+            self._give_up(exc, start, attempt)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise  # these stop the loop, as asyncio lets them
+        finally:
+            del kwargs  # the task may outlive the run (a done-callback, a traceback)
+            # The task's context holds this activation (`current_activation`): letting go of
+            # the task leaves no cycle for the garbage collector.
+            self.task = None
 
     def _started(self, attempt: int) -> float:
         """Log and announce an attempt; its start time, or 0.0 when nobody watches."""
@@ -175,51 +234,34 @@ class Activation:
         if not debug and not events.observers:
             return 0.0  # the common case costs two checks, not a clock reading
         if debug:
-            logger.debug("start %s", step.name)
+            logger.debug("start %s", step.label)
         if events.observers:
-            events.emit(StepEvent(step.name, "started", scope=self.store.id, attempt=attempt))
+            events.emit(StepEvent(step.label, "started", scope=self.store.id, attempt=attempt))
         return time.perf_counter()
 
-    def _succeeded(self, result: Any, start: float, attempt: int) -> None:
-        if start:  # someone watched it start
-            step = self.step
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("finish %s", step.name)
-            events = step.pipeline._events
-            if events.observers:
-                elapsed = time.perf_counter() - start
-                events.emit(
-                    StepEvent(step.name, "succeeded", elapsed, None, self.store.id, attempt)
-                )
-        self._emit(result)
-
-    def _attempt_failed(self, exc: Exception, start: float, attempt: int) -> None:
+    def _attempt_failed(self, exc: BaseException, start: float, attempt: int) -> None:
         step = self.step
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("failed %s (attempt %d): %r", step.name, attempt, exc)
+            logger.debug("failed %s (attempt %d): %r", step.label, attempt, exc)
         events = step.pipeline._events
         if events.observers:
             elapsed = time.perf_counter() - start if start else None
-            events.emit(StepEvent(step.name, "failed", elapsed, exc, self.store.id, attempt))
+            events.emit(StepEvent(step.label, "failed", elapsed, exc, self.store.id, attempt))
 
-    def _give_up(self, exc: Exception, attempt: int) -> None:
-        step = self.step
-        names = ", ".join(f"`{name}`" for name in step.provides)
-        tries = f" in each of {attempt} attempts" if attempt > 1 else ""
-        exc.add_note(
-            f"Raised by step `{step.name}`{tries}"
-            + (f", which provides {names}." if names else ".")
-        )
+    def _give_up(self, exc: BaseException, start: float, attempt: int) -> None:
+        """The step failed for good: note it on the error, fail its outputs, then tell."""
+        if self.finished:
+            return  # cancelled meanwhile: nobody waits for this run any more
+        if isinstance(exc, StopIteration):  # a Future refuses it; asyncio would hang on it
+            exc = stop_iteration_error(self.step, exc)
+        self.failure = Failure(exc, self.step, attempt)
         self._fail(exc)
+        self._attempt_failed(exc, start, attempt)
 
     def _cancelled(self, start: float, attempt: int) -> None:
         step = self.step
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("cancelled %s", step.name)
-        events = step.pipeline._events
-        if events.observers:
-            elapsed = time.perf_counter() - start if start else None
-            events.emit(StepEvent(step.name, "cancelled", elapsed, None, self.store.id, attempt))
+            logger.debug("cancelled %s", step.label)
         if not self.finished:
             # Not cancelled by the library (which retires an activation before cancelling it):
             # the step raised CancelledError itself, or someone cancelled its task. Whoever
@@ -231,6 +273,10 @@ class Activation:
                     f"Demand them again to rerun it."
                 )
             )
+        events = step.pipeline._events
+        if events.observers:
+            elapsed = time.perf_counter() - start if start else None
+            events.emit(StepEvent(step.label, "cancelled", elapsed, None, self.store.id, attempt))
 
     async def _attempt(self, kwargs: dict[str, Any]) -> Any:
         step = self.step
@@ -249,49 +295,76 @@ class Activation:
     async def _invoke(self, kwargs: dict[str, Any]) -> Any:
         step = self.step
         if step.is_async:
-            return await step.fn(**kwargs)
+            result = step.fn(**kwargs)
+            # An async callable that is not a coroutine function may hand back any awaitable
+            # (or, exceptionally, the value itself).
+            return await result if inspect.isawaitable(result) else result
         executor = step.executor if step.executor is not None else step.pipeline.executor
-        return await run_sync(step, kwargs, executor)
+        result = await run_sync(step, kwargs, executor)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited, on purpose: no "never awaited" warning
+            raise TypeError(
+                f"`{step.name}` is a plain `def` step but returned an awaitable "
+                f"({type(result).__name__}). Make it `async def` so its result is awaited, "
+                f"or return the value itself."
+            )
+        return result
 
-    def _emit(self, result: Any) -> None:
+    def _emit(self, result: Any, start: float, attempt: int) -> None:
         if self.finished:
             return  # cancelled, but the step swallowed the cancellation and returned
-        outputs = self._subjects()
-        if len(outputs) == 1:
+        step = self.step
+        count = len(step.provides)
+        if count <= 1:
             values: Sequence[Any] = (result,)
-        elif isinstance(result, (tuple, list)) and len(result) == len(outputs):
-            values = result
         else:
-            self._fail(StepOutputError(self.step.name, self.step.provides, result))
-            return
+            values = tuple(result) if isinstance(result, (tuple, list)) else ()
+            if len(values) != count:
+                self._give_up(StepOutputError(step.name, step.provides, result), start, attempt)
+                return
         self._retire()
-        for subject, value in zip(outputs, values, strict=True):
-            subject.complete(value)
+        if start and logger.isEnabledFor(logging.DEBUG):  # before dependents (may) run
+            logger.debug("finish %s", step.label)
+        if not start:  # nobody watches: the common case, in one step
+            complete_all(self._subjects(), values)
+            return
+        # Every output is held before anyone hears of one (an emission is atomic); the
+        # `succeeded` event comes then, before dependents hear (and, eagerly, start).
+        settled = settle_all(self._subjects(), values)
+        events = step.pipeline._events
+        if events.observers:
+            elapsed = time.perf_counter() - start
+            events.emit(StepEvent(step.label, "succeeded", elapsed, None, self.store.id, attempt))
+        notify_settled(settled)
 
     def _lost(self, error: Exception, index: int) -> None:
-        """An input failed: this step cannot run, and fails its outputs with the same error."""
-        self.join = None
-        name = self.inputs[index]
-        for upstream in self.upstream:
-            if name in upstream.step.provides:
-                self.cause = (name, upstream)
-                break
-        loop = self.store.loop
-        assert loop is not None
-        # Deferred, so that a failure deep in a long chain does not recurse once per level.
-        loop.call_soon(self._fail, error)
+        """An input failed: this step cannot run, and fails its outputs with the same error.
 
-    def _fail(self, error: Exception) -> None:
-        if self.finished:
-            return
+        Failures usually retire their dependents before anyone hears of them
+        (`fail_downstream`); this is for inputs failed otherwise (a feed's error).
+        """
+        self.join = None
+        if not self.finished:
+            fail_downstream(self._detach(), error, self)
+
+    def _detach(self) -> list[tuple[str, Resource]]:
+        """Retire, stop listening, release upstream, and take the outputs out of the store."""
         self._retire()
+        if self.join is not None:
+            self.join.dispose()
+            self.join = None
         if self.private:
-            self.outputs[0].on_error(error)
+            old = [("", subject) for subject in self.outputs]
         else:
-            for name in self.step.provides:
-                self.store.fail(name, error)
+            old = self.store.detach(self.step.provides)
         upstream, self.upstream = self.upstream, []
         release(upstream)
+        return old
+
+    def _fail(self, error: BaseException) -> None:
+        if not self.finished:
+            fail_downstream(self._detach(), error, self)
 
     def _retire(self) -> None:
         self.finished = True
@@ -312,13 +385,48 @@ class Activation:
             return
         self._retire()
         if self.private and error is not None:
-            self.outputs[0].on_error(error)
+            fail_subject(self.outputs[0], error)
         if self.join is not None:
             self.join.dispose()
             self.join = None
         task = self.task
         if task is not None and not task.done() and not task.get_loop().is_closed():
             task.cancel()
+            stopping = self.store.stopping
+            stopping.add(task)
+            task.add_done_callback(stopping.discard)
+
+
+def fail_downstream(
+    outputs: list[tuple[str, Resource]], error: BaseException, source: Activation | None
+) -> None:
+    """Fail ``outputs`` (of ``source``) and everything downstream that waits on them.
+
+    First every dependent, transitively, is retired and its outputs taken out of the store;
+    only then does anyone hear of the error. So a demand made by a waiter as soon as it hears
+    (in its ``except`` block, in an observer) finds no stale activation and runs the providers
+    again: errors are not cached, without a window. Iterative: depth costs no recursion.
+    """
+    failed: list[Resource] = []
+    work: deque[tuple[str, Resource, Activation | None]] = deque(
+        (name, subject, source) for name, subject in outputs
+    )
+    while work:
+        name, subject, upstream = work.popleft()
+        failed.append(subject)
+        for observer in list(subject.observers):
+            if not isinstance(observer, Slot):
+                continue
+            dependent = observer.owner
+            if not isinstance(dependent, Activation) or dependent.finished:
+                continue
+            if upstream is not None:
+                dependent.cause = (name, upstream)
+                if upstream.failure is not None and upstream.failure.error is error:
+                    dependent.failure = upstream.failure
+            work.extend((n, s, dependent) for n, s in dependent._detach())
+    for subject in failed:
+        fail_subject(subject, error)
 
 
 def release(activations: Sequence[Activation]) -> None:
@@ -331,160 +439,3 @@ def release(activations: Sequence[Activation]) -> None:
             activation.cancel()
             work.extend(activation.upstream)
             activation.upstream = []
-
-
-def failure_chain(activation: Activation) -> list[str]:
-    """Data-flow chain from the step that raised to ``activation``: step, resource, step, ..."""
-    chain = [activation.step.name]
-    cause = activation.cause
-    while cause is not None:
-        name, upstream = cause
-        chain += [name, upstream.step.name]
-        cause = upstream.cause
-    chain.reverse()
-    return chain
-
-
-class _Frame:
-    __slots__ = ("deps", "index", "step", "unprovided", "via")
-
-    def __init__(self, step: Step[Any], via: str | None) -> None:
-        self.step = step
-        self.via = via
-        self.index = 0
-        # Ordered set of the activations this step waits on.
-        self.deps: dict[Activation, None] = {}
-        self.unprovided: list[str] | None = None  # made only when there is one
-
-
-def activate(
-    store: Store,
-    providers: Mapping[str, Step[Any]],
-    *,
-    step: Step[Any] | None = None,
-    names: Sequence[str] = (),
-    strict: bool,
-    hint: str | None = None,
-) -> list[Activation]:
-    """Activate what ``step`` (or the resources ``names``) need, and return the direct demands.
-
-    Walks the missing part of the graph depth first with an explicit stack, so depth costs no
-    recursion. ``strict`` (a step call) raises `MissingResourceError` for inputs nothing can
-    supply, before anything starts, also when they are awaited by steps already active;
-    otherwise such inputs are awaited until someone pushes them. A provider met again on the
-    walk's own path, or the step whose task makes this demand, is a `CycleError`. ``step``
-    itself is activated (privately if it provides nothing) unless it is active already. Each
-    returned activation carries one demand for the caller, withdrawn with `release`.
-    """
-    active = store.active
-    created: dict[Step[Any], Activation] = {}
-    on_path: dict[Step[Any], int] = {}
-    order: list[Activation] = []
-    missing: list[tuple[str, tuple[str, ...]]] = []
-    stack: list[_Frame] = []
-    root = _Frame(step, None) if step is not None else None
-    running = _running.get()
-
-    def chain() -> tuple[str, ...]:
-        return tuple(frame.step.name for frame in reversed(stack))
-
-    def inspect_active(found: Activation, via: str) -> None:
-        # An activation of an earlier demand: look through it (iteratively) for inputs that
-        # only a push can supply, and for the step that is making this demand.
-        seen: set[Activation] = set()
-        work = [(found, (found.step.name, *chain()))]
-        while work:
-            activation, needed_by = work.pop()
-            if activation in seen or activation.finished:
-                continue
-            seen.add(activation)
-            if activation is running:
-                # `via` flows up the walk's stack to what the running step awaits inside.
-                path = [via]
-                for frame in reversed(stack):
-                    path += [frame.step.name, frame.via or frame.step.name]
-                raise CycleError([*path, activation.step.name, activation.step.provides[0]])
-            if strict and activation.unprovided:
-                missing.extend(
-                    (name, needed_by) for name in activation.unprovided if not store.present(name)
-                )
-            work.extend((up, (up.step.name, *needed_by)) for up in activation.upstream)
-
-    def need(name: str, has_default: bool, frame: _Frame | None) -> None:
-        if store.present(name):
-            return
-        provider = providers.get(name)
-        if provider is None:
-            if not has_default:
-                if strict:
-                    missing.append((name, chain()))
-                elif frame is not None:
-                    if frame.unprovided is None:
-                        frame.unprovided = []
-                    frame.unprovided.append(name)
-            return
-        deps = frame.deps if frame is not None else top
-        found = created.get(provider)
-        if found is None:
-            found = active.get(provider)
-            if found is not None:
-                inspect_active(found, name)
-        if found is not None:
-            deps[found] = None
-            return
-        at = on_path.get(provider)
-        if at is not None:
-            path = [name]
-            for frame_ in reversed(stack[at + 1 :]):
-                path += [frame_.step.name, frame_.via or ""]
-            raise CycleError([*path, provider.name, name])
-        on_path[provider] = len(stack)
-        stack.append(_Frame(provider, name))
-
-    def walk() -> None:
-        while stack:
-            frame = stack[-1]
-            params = frame.step.params
-            if frame.index < len(params):
-                param = params[frame.index]
-                frame.index += 1
-                need(param.name, param.has_default, frame)
-                continue
-            stack.pop()
-            del on_path[frame.step]
-            private = frame is root and not frame.step.provides
-            activation = Activation(frame.step, store, private)
-            activation.upstream = list(frame.deps)
-            activation.unprovided = frame.unprovided
-            if not private:
-                created[frame.step] = activation
-            order.append(activation)
-            (stack[-1].deps if stack else top)[activation] = None
-
-    top: dict[Activation, None] = {}
-    if root is not None:
-        found = active.get(root.step) if root.step.provides else None
-        if found is not None:
-            inspect_active(found, root.step.provides[0])
-            top[found] = None
-        else:
-            on_path[root.step] = 0
-            stack.append(root)
-            walk()
-    for name in names:
-        need(name, False, None)
-        walk()
-    if missing:
-        raise MissingResourceError(missing, step.name if step is not None else names[0], hint)
-    # Nothing starts before the whole walk has succeeded.
-    for activation in order:
-        if not activation.private:
-            active[activation.step] = activation
-        for upstream in activation.upstream:
-            upstream.demand += 1
-    for activation in order:
-        activation.start()
-    demands = list(top)
-    for activation in demands:
-        activation.demand += 1
-    return demands

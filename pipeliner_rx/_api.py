@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, overload
 
+from ._executors import Executor
 from ._live import LiveStore
 from ._pipeline import Pipeline, StepDecorator
 from ._scope import Scope
@@ -33,13 +34,16 @@ def default_pipeline() -> Pipeline:
 @overload
 def step(provides: Callable[..., Coroutine[Any, Any, R]], /) -> Step[R]: ...
 @overload
+def step(provides: Callable[..., R], /) -> Step[R]: ...
+@overload
 def step(
     provides: Provides = None,
     *,
     timeout: float | None = None,
     retries: int = 0,
     retry_delay: float = 0.0,
-    executor: Any = None,
+    executor: Executor = None,
+    shared: bool = False,
 ) -> StepDecorator: ...
 
 
@@ -49,7 +53,8 @@ def step(
     timeout: float | None = None,
     retries: int = 0,
     retry_delay: float = 0.0,
-    executor: Any = None,
+    executor: Executor = None,
+    shared: bool = False,
 ) -> Step[Any] | StepDecorator:
     """Register a function as a step of the default pipeline; see `Pipeline.step`.
 
@@ -61,7 +66,12 @@ def step(
     if callable(provides):
         return _default.step(provides)
     return _default.step(
-        provides, timeout=timeout, retries=retries, retry_delay=retry_delay, executor=executor
+        provides,
+        timeout=timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+        executor=executor,
+        shared=shared,
     )
 
 
@@ -70,9 +80,9 @@ def add_environment_resources(**resources: Any) -> None:
     _default.add_environment_resources(**resources)
 
 
-async def resource(name: str) -> Any:
+async def resource(name: str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (a documented bound)
     """Return a resource of the default pipeline, computing it if needed (`Pipeline.resource`)."""
-    return await _default.resource(name)
+    return await _default.resource(name, timeout=timeout)
 
 
 def resource_ready(name: str) -> bool:

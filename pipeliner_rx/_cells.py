@@ -50,7 +50,7 @@ class Cell:
         self.pinned = False  # pushed although a step provides it: the pushed value wins
         self.has_value = False
         self.value: Any = None  # kept while the cell holds an error: the last good value
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
         self.stamp = 0  # the revision that last changed the value or the error
         self.value_stamp = 0  # the revision that last changed the value (what observers see)
         self.demand = 0  # observers, gets and needed consumers
@@ -117,7 +117,7 @@ class Outcome:
         self,
         run: Run,
         value: Any,
-        error: Exception | None,
+        error: BaseException | None,
         elapsed: float | None,
         attempt: int,
     ) -> None:

@@ -7,7 +7,6 @@ import ast
 import importlib
 import os
 import runpy
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._api import default_pipeline
+from ._graph import render_dot
 from ._pipeline import Pipeline
 from ._step import Step
 from .exceptions import PipelineError
@@ -90,13 +90,13 @@ def _value(text: str) -> Any:
 
 
 def _render(source: str, fmt: str) -> bytes:
-    dot = shutil.which("dot")
-    if dot is None:
+    try:
+        output = render_dot(source, fmt)
+    except subprocess.CalledProcessError as exc:
+        raise CommandError(f"dot failed: {exc.stderr.decode(errors='replace').strip()}") from exc
+    if output is None:
         raise CommandError(GRAPHVIZ_HINT)
-    result = subprocess.run([dot, f"-T{fmt}"], input=source.encode(), capture_output=True)
-    if result.returncode != 0:
-        raise CommandError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
-    return result.stdout
+    return output
 
 
 def _graph(args: argparse.Namespace) -> None:

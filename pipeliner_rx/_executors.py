@@ -16,17 +16,36 @@ import importlib
 import inspect
 import pickle
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 from .exceptions import StepPicklingError
 
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["Executor", "StepCall", "check_executor", "run_sync"]
+__all__ = ["DaskClient", "Executor", "StepCall", "StepExecutor", "check_executor", "run_sync"]
 
-# A `concurrent.futures.Executor` or a `distributed.Client` (not named here: dask is optional).
-Executor = Any
+
+class DaskClient(Protocol):
+    """What pipeliner_rx uses of a ``distributed.Client`` (named structurally: dask is optional)."""
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the client runs on the caller's event loop."""
+        ...
+
+    def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Schedule ``func(*args, **kwargs)`` on the cluster; return its future."""
+        ...
+
+
+StepExecutor: TypeAlias = concurrent.futures.Executor | DaskClient
+"""Where plain ``def`` steps run: a `concurrent.futures.Executor` (thread or process pool, or
+anything implementing it) or a ``distributed.Client``."""
+
+# An executor, or None for the loop's default thread pool.
+Executor: TypeAlias = StepExecutor | None
 
 
 # Tasks nobody awaits are kept referenced until done, as asyncio requires.
@@ -63,15 +82,29 @@ def _resolve(module: str, qualname: str) -> Any:
     return obj
 
 
+def _call(fn: Any, kwargs: dict[str, Any]) -> Any:
+    """Call a sync step's function, wherever it runs."""
+    try:
+        return fn(**kwargs)
+    except StopIteration as exc:
+        # A Future cannot hold StopIteration (asyncio refuses it and its waiter would hang):
+        # it leaves the worker as a RuntimeError naming the step.
+        name = getattr(fn, "__name__", None) or repr(fn)
+        raise RuntimeError(
+            f"`{name}` raised StopIteration, which asyncio cannot deliver to a waiter; it is "
+            f"raised as this RuntimeError instead (see its __cause__)."
+        ) from exc
+
+
 def _call_by_reference(module: str, qualname: str, kwargs: dict[str, Any]) -> Any:
     """Run in a worker: import the step's module (registering its steps: harmless) and call."""
     obj = _resolve(module, qualname)
     fn = getattr(obj, "fn", obj)  # the module attribute is the Step; its function is `.fn`
-    return fn(**kwargs)
+    return _call(fn, kwargs)
 
 
 def _call_function(fn: Any, kwargs: dict[str, Any]) -> Any:
-    return fn(**kwargs)
+    return _call(fn, kwargs)
 
 
 class StepCall:
@@ -91,7 +124,7 @@ class StepCall:
         self.kwargs = kwargs
 
     def __call__(self) -> Any:
-        return self.step.fn(**self.kwargs)
+        return _call(self.step.fn, self.kwargs)
 
     def __reduce__(self) -> tuple[Any, ...]:
         module, qualname = self.step.key
@@ -105,27 +138,53 @@ class StepCall:
         return (functools.partial, (_call_function, self.step.fn, self.kwargs))
 
 
-def _shipping_error(step: Step[Any], error: BaseException) -> StepPicklingError:
+def _shipping_error(
+    step: Step[Any], error: BaseException, argument: str | None = None
+) -> StepPicklingError:
     module, qualname = step.key
-    return StepPicklingError(step.name, f"{module}.{qualname}", f"{type(error).__name__}: {error}")
+    reason = f"{type(error).__name__}: {error}"
+    return StepPicklingError(step.name, f"{module}.{qualname}", reason, argument)
+
+
+def _in_process(executor: Executor) -> bool:
+    """Whether ``executor`` runs calls in this process (so a context can go along)."""
+    if executor is None or isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+        return True
+    if isinstance(executor, concurrent.futures.ProcessPoolExecutor) or _is_dask_client(executor):
+        return False
+    # Another `concurrent.futures.Executor`: in-process unless it ships calls by pickle
+    # (an InterpreterPoolExecutor, a process pool of another library).
+    interpreters = getattr(concurrent.futures, "InterpreterPoolExecutor", None)
+    return interpreters is None or not isinstance(executor, interpreters)
+
+
+def _check_picklable(call: StepCall) -> None:
+    """Raise `StepPicklingError` naming the step, or the argument, that cannot be pickled."""
+    try:
+        pickle.dumps(call)
+    except Exception as exc:
+        for name, value in call.kwargs.items():
+            try:
+                pickle.dumps(value)
+            except Exception as arg_exc:
+                raise _shipping_error(call.step, arg_exc, name) from arg_exc
+        raise _shipping_error(call.step, exc) from exc
 
 
 async def run_sync(step: Step[Any], kwargs: dict[str, Any], executor: Executor) -> Any:
     """Run the sync step on ``executor`` (None: the loop's default pool) and await its result."""
     loop = asyncio.get_running_loop()
     call = StepCall(step, kwargs)
-    if executor is None or isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+    if _in_process(executor):
         # In-process: keep the caller's context (its scope), as `asyncio.to_thread` does.
-        return await loop.run_in_executor(executor, contextvars.copy_context().run, call)
+        pool = cast(concurrent.futures.Executor | None, executor)
+        return await loop.run_in_executor(pool, contextvars.copy_context().run, call)
     if _is_dask_client(executor):
         return await _run_on_dask(executor, call)
-    if isinstance(executor, concurrent.futures.ProcessPoolExecutor):
-        # Fail here, naming the step, rather than deep in the pool's feeder thread.
-        try:
-            pickle.dumps(call)
-        except Exception as exc:
-            raise _shipping_error(step, exc) from exc
-    return await loop.run_in_executor(executor, call)
+    # Fail here, naming the step or argument, rather than deep in the pool's feeder thread.
+    _check_picklable(call)
+    # Not a Dask client, so an Executor (checked when it was configured).
+    return await loop.run_in_executor(cast(concurrent.futures.Executor, executor), call)
 
 
 async def _run_on_dask(client: Any, call: StepCall) -> Any:
@@ -133,6 +192,13 @@ async def _run_on_dask(client: Any, call: StepCall) -> Any:
         future = client.submit(call, pure=False, key=f"{call.step.name}-{id(call):x}")
     except Exception as exc:
         if isinstance(exc, (pickle.PicklingError, TypeError, AttributeError)):
+            # Dask pickles with cloudpickle (present wherever distributed is).
+            dumps = getattr(sys.modules.get("cloudpickle"), "dumps", pickle.dumps)
+            for name, value in call.kwargs.items():
+                try:
+                    dumps(value)
+                except Exception:
+                    raise _shipping_error(call.step, exc, name) from exc
             raise _shipping_error(call.step, exc) from exc
         raise
     try:

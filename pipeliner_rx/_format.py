@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["LIMIT", "chain_text", "short_repr"]
+__all__ = ["LIMIT", "add_note", "chain_text", "remove_note", "short_repr"]
 
 LIMIT = 200  # characters of a value's repr shown in a message
 _CHAIN = 20  # steps of a failure chain shown in full
@@ -30,3 +30,30 @@ def chain_text(chain: Sequence[str], separator: str = " -> ") -> str:
     head, tail = chain[: _CHAIN // 2 * 2], chain[-(_CHAIN // 2 * 2 - 1) :]
     hidden = len(chain) - len(head) - len(tail)
     return separator.join([*head, f"... ({hidden} more) ...", *tail])
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)`` once; nothing if the exception refuses notes.
+
+    Some exceptions cannot take a note (a frozen dataclass exception, ``__notes__`` set to a
+    tuple): they still reach their waiters, without it.
+    """
+    try:
+        notes = getattr(error, "__notes__", None)
+        if notes is None or (isinstance(notes, list) and note not in notes):
+            error.add_note(note)
+    except Exception:
+        pass
+
+
+def remove_note(error: BaseException, note: str) -> None:
+    """Take the note ``note`` (this very string) off ``error``, if it is there."""
+    try:
+        notes = getattr(error, "__notes__", None)
+        if isinstance(notes, list):
+            for index in range(len(notes) - 1, -1, -1):
+                if notes[index] is note:
+                    del notes[index]
+                    return
+    except Exception:
+        pass

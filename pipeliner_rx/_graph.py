@@ -1,9 +1,12 @@
-"""The pipeline as a graph: Mermaid and Graphviz export, and dry-run plans."""
+"""The pipeline as a graph: Mermaid and Graphviz export, rendering, and dry-run plans."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,20 +16,37 @@ if TYPE_CHECKING:
     from ._step import Step
     from ._store import Store
 
-__all__ = ["Plan", "make_plan", "to_dot", "to_mermaid"]
+__all__ = ["downstream", "Plan", "make_plan", "mimebundle", "render_dot", "to_dot", "to_mermaid"]
+
+
+def downstream(steps: Iterable[Step[Any]], names: Iterable[str]) -> set[str]:
+    """The resources computed, transitively, from any of ``names`` (not ``names`` themselves)."""
+    needing: dict[str, list[Step[Any]]] = {}
+    for step in steps:
+        for param in step.params:
+            needing.setdefault(param.name, []).append(step)
+    found: set[str] = set()
+    work = list(names)
+    while work:
+        for step in needing.get(work.pop(), ()):
+            for output in step.provides:
+                if output not in found:
+                    found.add(output)
+                    work.append(output)
+    return found
 
 
 def _needed_steps(
     steps: Iterable[Step[Any]], providers: Mapping[str, Step[Any]], targets: Iterable[str]
 ) -> list[Step[Any]]:
     """The steps a target needs (its providers' upstream closure), in registration order."""
-    by_name = {step.name: step for step in steps}
+    by_name = {step.label: step for step in steps}
     wanted: set[Step[Any]] = set()
     work: list[Step[Any]] = []
     for target in targets:
         step = providers.get(target) or by_name.get(target)
         if step is None:
-            raise UnknownTargetError(target, [s.name for s in steps])
+            raise UnknownTargetError(target, [s.label for s in steps])
         work.append(step)
     while work:
         step = work.pop()
@@ -62,6 +82,92 @@ def _resource_state(name: str, providers: Mapping[str, Step[Any]], store: Store)
     return "computed"
 
 
+@dataclass(frozen=True, slots=True)
+class _Box:
+    """A step as drawn: its name, the resources it needs and gives, and how it is styled."""
+
+    name: str
+    needs: tuple[str, ...]
+    gives: tuple[str, ...]
+    style: str = "step"  # or "skip": a plan's step whose outputs are present
+
+
+@dataclass(frozen=True, slots=True)
+class _Drawing:
+    """What both exports draw: boxes, and each resource's state (computed, input, present)."""
+
+    boxes: tuple[_Box, ...] = ()
+    resources: tuple[tuple[str, str], ...] = ()
+
+    def mermaid(self) -> str:
+        """A Mermaid ``flowchart``: steps as boxes, resources as rounded nodes."""
+        rid = {name: f"r{i}" for i, (name, _) in enumerate(self.resources)}
+        lines = ["flowchart LR"]
+        for name, state in self.resources:
+            label = name if state == "computed" else f"{name}<br/><i>{state}</i>"
+            lines.append(f'    {rid[name]}(["{_mermaid_text(label)}"]):::{state}')
+        for i, box in enumerate(self.boxes):
+            lines.append(f'    s{i}["{_mermaid_text(box.name)}"]:::{box.style}')
+            for name in box.needs:
+                lines.append(f"    {rid[name]} --> s{i}")
+            for name in box.gives:
+                lines.append(f"    s{i} --> {rid[name]}")
+        lines += [
+            "    classDef step fill:#dbe4ff,stroke:#364fc7",
+            "    classDef computed fill:#ffffff,stroke:#868e96",
+            "    classDef input fill:#fff3bf,stroke:#e67700,stroke-dasharray:4 2",
+            "    classDef present fill:#d3f9d8,stroke:#2b8a3e,stroke-width:2px",
+        ]
+        if any(box.style == "skip" for box in self.boxes):
+            lines.append("    classDef skip fill:#f1f3f5,stroke:#adb5bd,stroke-dasharray:4 2")
+        return "\n".join(lines) + "\n"
+
+    def dot(self) -> str:
+        """A Graphviz ``digraph``: steps as boxes, resources as ellipses."""
+        lines = [
+            "digraph pipeline {",
+            "    rankdir=LR;",
+            '    node [fontname="Helvetica", fontsize=11];',
+            '    edge [color="#495057"];',
+        ]
+        for name, state in self.resources:
+            label = name if state == "computed" else f"{name}\\n({state})"
+            node = _dot_id("resource:" + name)
+            lines.append(f"    {node} [label={_dot_label(label)}, {_DOT_STYLE[state]}];")
+        for box in self.boxes:
+            node = _dot_id("step:" + box.name)
+            if box.style == "skip":
+                label = _dot_label(box.name + "\\n(skip)")
+                lines.append(
+                    f"    {node} [label={label}, shape=box, "
+                    f'style="rounded,filled,dashed", fillcolor="#f1f3f5", color="#adb5bd"];'
+                )
+            else:
+                lines.append(
+                    f'    {node} [label={_dot_id(box.name)}, shape=box, style="rounded,filled", '
+                    f'fillcolor="#dbe4ff", color="#364fc7"];'
+                )
+            for name in box.needs:
+                lines.append(f"    {_dot_id('resource:' + name)} -> {node};")
+            for name in box.gives:
+                lines.append(f"    {node} -> {_dot_id('resource:' + name)};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _drawing(
+    steps: Iterable[Step[Any]],
+    providers: Mapping[str, Step[Any]],
+    store: Store,
+    targets: Iterable[str] | None,
+) -> _Drawing:
+    steps, resources = _graph(steps, providers, targets)
+    return _Drawing(
+        tuple(_Box(step.label, step.param_names, step.provides) for step in steps),
+        tuple((name, _resource_state(name, providers, store)) for name in resources),
+    )
+
+
 def to_mermaid(
     steps: Iterable[Step[Any]],
     providers: Mapping[str, Step[Any]],
@@ -69,26 +175,7 @@ def to_mermaid(
     targets: Iterable[str] | None = None,
 ) -> str:
     """A Mermaid ``flowchart``: steps as boxes, resources as rounded nodes; see `Pipeline`."""
-    steps, resources = _graph(steps, providers, targets)
-    rid = {name: f"r{i}" for i, name in enumerate(resources)}
-    lines = ["flowchart LR"]
-    for name in resources:
-        state = _resource_state(name, providers, store)
-        label = name if state == "computed" else f"{name}<br/><i>{state}</i>"
-        lines.append(f'    {rid[name]}(["{_mermaid_text(label)}"]):::{state}')
-    for i, step in enumerate(steps):
-        lines.append(f'    s{i}["{_mermaid_text(step.name)}"]:::step')
-        for param in step.params:
-            lines.append(f"    {rid[param.name]} --> s{i}")
-        for name in step.provides:
-            lines.append(f"    s{i} --> {rid[name]}")
-    lines += [
-        "    classDef step fill:#dbe4ff,stroke:#364fc7",
-        "    classDef computed fill:#ffffff,stroke:#868e96",
-        "    classDef input fill:#fff3bf,stroke:#e67700,stroke-dasharray:4 2",
-        "    classDef present fill:#d3f9d8,stroke:#2b8a3e,stroke-width:2px",
-    ]
-    return "\n".join(lines) + "\n"
+    return _drawing(steps, providers, store, targets).mermaid()
 
 
 def _mermaid_text(text: str) -> str:
@@ -113,30 +200,32 @@ def to_dot(
     targets: Iterable[str] | None = None,
 ) -> str:
     """A Graphviz ``digraph`` (input for ``dot``); see `Pipeline.to_dot`."""
-    steps, resources = _graph(steps, providers, targets)
-    lines = [
-        "digraph pipeline {",
-        "    rankdir=LR;",
-        '    node [fontname="Helvetica", fontsize=11];',
-        '    edge [color="#495057"];',
-    ]
-    for name in resources:
-        state = _resource_state(name, providers, store)
-        label = name if state == "computed" else f"{name}\\n({state})"
-        node = _dot_id("resource:" + name)
-        lines.append(f"    {node} [label={_dot_label(label)}, {_DOT_STYLE[state]}];")
-    for step in steps:
-        node = _dot_id("step:" + step.name)
-        lines.append(
-            f'    {node} [label={_dot_id(step.name)}, shape=box, style="rounded,filled", '
-            f'fillcolor="#dbe4ff", color="#364fc7"];'
-        )
-        for param in step.params:
-            lines.append(f"    {_dot_id('resource:' + param.name)} -> {node};")
-        for name in step.provides:
-            lines.append(f"    {node} -> {_dot_id('resource:' + name)};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return _drawing(steps, providers, store, targets).dot()
+
+
+def render_dot(source: str, fmt: str) -> bytes | None:
+    """``dot -T<fmt>`` of ``source``, or None when Graphviz's ``dot`` is not on PATH.
+
+    Raises:
+        subprocess.CalledProcessError: ``dot`` rejected the source (its message in ``stderr``).
+    """
+    dot = shutil.which("dot")
+    if dot is None:
+        return None
+    return subprocess.run(
+        [dot, f"-T{fmt}"], input=source.encode(), capture_output=True, check=True
+    ).stdout
+
+
+def mimebundle(dot: Callable[[], str], mermaid: Callable[[], str]) -> dict[str, str]:
+    """What a notebook shows: SVG when Graphviz is installed, else Mermaid in Markdown."""
+    try:
+        svg = render_dot(dot(), "svg")
+    except (OSError, subprocess.CalledProcessError):
+        svg = None  # a broken Graphviz install: the Mermaid text still shows the graph
+    if svg is not None:
+        return {"image/svg+xml": svg.decode()}
+    return {"text/markdown": f"```mermaid\n{mermaid()}```\n"}
 
 
 def _dot_label(label: str) -> str:
@@ -162,6 +251,15 @@ class Plan:
     skips: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
+    _drawing: _Drawing = field(default=_Drawing(), repr=False, compare=False)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """The plan as a graph in Jupyter (see `Pipeline._repr_mimebundle_`).
+
+        The steps that would run are drawn as in `Pipeline.to_dot`, the skipped ones dashed and
+        grey, with what the call would supply marked *present*.
+        """
+        return mimebundle(self._drawing.dot, self._drawing.mermaid)
 
     def __str__(self) -> str:
         lines = [f"Plan for `{self.target}`:"]
@@ -190,9 +288,9 @@ def make_plan(
     """Plan ``target`` against ``store`` plus ``resources``; see `Pipeline.plan`."""
     steps = list(steps)
     if isinstance(target, str):
-        step = providers.get(target) or next((s for s in steps if s.name == target), None)
+        step = providers.get(target) or next((s for s in steps if s.label == target), None)
         if step is None:
-            raise UnknownTargetError(target, [s.name for s in steps])
+            raise UnknownTargetError(target, [s.label for s in steps])
         root_names = [target] if target in providers else None
     else:
         step, root_names = target, None
@@ -200,7 +298,8 @@ def make_plan(
     def present(name: str) -> bool:
         return name in resources or store.present(name)
 
-    plan = Plan(target if isinstance(target, str) else target.name)
+    plan = Plan(target if isinstance(target, str) else target.label)
+    drawn: list[tuple[Step[Any], str]] = []  # each planned step and its style, for the graph
     missing: dict[str, None] = {}
     suppressed: dict[Step[Any], str] = {}  # providers not run because what they give is present
     done: set[Step[Any]] = set()
@@ -212,26 +311,27 @@ def make_plan(
         if s.provides and all(present(name) for name in s.provides):
             if s not in done:
                 done.add(s)
-                plan.skips.append(s.name)
+                plan.skips.append(s.label)
+                drawn.append((s, "skip"))
                 outputs = ", ".join(f"`{name}`" for name in s.provides)
-                plan.reasons[s.name] = f"its outputs ({outputs}) are present"
+                plan.reasons[s.label] = f"its outputs ({outputs}) are present"
             return
         if s in done:
             return
         if s in on_path:
             path = [via or ""]
             for frame in reversed(stack[on_path[s] + 1 :]):
-                path += [frame[0].name, frame[2] or ""]
-            raise CycleError([*path, s.name, via or ""])
+                path += [frame[0].label, frame[2] or ""]
+            raise CycleError([*path, s.label, via or ""])
         on_path[s] = len(stack)
         stack.append([s, 0, via])
 
     if root_names is not None:
         name = root_names[0]
         if present(name):
-            plan.skips.append(step.name)
-            plan.reasons[step.name] = f"`{name}` is present"
-            return plan
+            plan.skips.append(step.label)
+            plan.reasons[step.label] = f"`{name}` is present"
+            return _with_drawing(plan, [(step, "skip")], providers, present)
     visit(step, None)
     while stack:
         frame = stack[-1]
@@ -253,15 +353,38 @@ def make_plan(
         stack.pop()
         del on_path[s]
         done.add(s)
-        plan.runs.append(s.name)
+        plan.runs.append(s.label)
+        drawn.append((s, "step"))
         needs = ", ".join(f"`{p.name}`" for p in s.params) or "nothing"
         if frame[2] is None:
-            plan.reasons[s.name] = f"the target; needs {needs}"
+            plan.reasons[s.label] = f"the target; needs {needs}"
         else:
-            plan.reasons[s.name] = f"provides missing `{frame[2]}`; needs {needs}"
+            plan.reasons[s.label] = f"provides missing `{frame[2]}`; needs {needs}"
     plan.missing.extend(missing)
     for provider, reason in suppressed.items():
-        if provider.name not in plan.runs and provider.name not in plan.skips:
-            plan.skips.append(provider.name)
-            plan.reasons[provider.name] = reason
-    return plan
+        if provider.label not in plan.runs and provider.label not in plan.skips:
+            plan.skips.append(provider.label)
+            drawn.append((provider, "skip"))
+            plan.reasons[provider.label] = reason
+    return _with_drawing(plan, drawn, providers, present)
+
+
+def _with_drawing(
+    plan: Plan,
+    drawn: list[tuple[Step[Any], str]],
+    providers: Mapping[str, Step[Any]],
+    present: Callable[[str], bool],
+) -> Plan:
+    """``plan`` with its graph: the planned steps (a skipped one without its inputs)."""
+    boxes = []
+    resources: dict[str, str] = {}
+    for step, style in drawn:
+        needs = step.param_names if style == "step" else ()
+        boxes.append(_Box(step.label, needs, step.provides, style))
+        for name in (*needs, *step.provides):
+            if name not in resources:
+                if present(name):
+                    resources[name] = "present"
+                else:
+                    resources[name] = "computed" if name in providers else "input"
+    return dataclasses.replace(plan, _drawing=_Drawing(tuple(boxes), tuple(resources.items())))

@@ -15,18 +15,30 @@ from reactivex.internal.exceptions import SequenceContainsNoElementsError
 
 from ._store import Resource
 
-__all__ = ["Join"]
+__all__ = ["Join", "Slot"]
 
 _UNSET: Any = object()
 
 
-class _Slot(abc.ObserverBase[Any], abc.DisposableBase):
+class Slot(abc.ObserverBase[Any], abc.DisposableBase):
+    """The observer a `Join` attaches to one of its sources."""
+
     __slots__ = ("_index", "_join", "_source")
 
     def __init__(self, join: Join, index: int, source: Resource | None = None) -> None:
         self._join = join
         self._index = index
         self._source = source  # a resource it listens to, and detaches from itself
+
+    @property
+    def owner(self) -> Any:
+        """What the join is for (a step's activation), or None."""
+        return self._join.owner
+
+    @property
+    def index(self) -> int:
+        """The position of its source among the join's sources."""
+        return self._index
 
     def dispose(self) -> None:
         source, self._source = self._source, None
@@ -52,17 +64,28 @@ class Join:
     every source has one;
     ``on_error(error, index)`` the first error and the index of the source that sent it. At most
     one of them is called, once. `dispose` withdraws the subscriptions. Sources that already
-    hold a value (a completed ``AsyncSubject``) call back synchronously.
+    hold a value (a completed ``AsyncSubject``) call back synchronously. ``owner`` is what the
+    join is for (a step's activation), so that a failure can find who depends on a source.
     """
 
-    __slots__ = ("_on_error", "_on_ready", "_remaining", "_subscriptions", "_values", "done")
+    __slots__ = (
+        "_on_error",
+        "_on_ready",
+        "_remaining",
+        "_subscriptions",
+        "_values",
+        "done",
+        "owner",
+    )
 
     def __init__(
         self,
         sources: Sequence[Observable[Any]],
         on_ready: Callable[[list[Any]], None],
         on_error: Callable[[Exception, int], None],
+        owner: Any = None,
     ) -> None:
+        self.owner = owner
         self._values: list[Any] = [_UNSET] * len(sources)
         self._remaining = len(sources)
         self._on_ready = on_ready
@@ -85,13 +108,13 @@ class Join:
                         on_ready(values)
                         return
                     continue
-                slot = _Slot(self, index, source)
+                slot = Slot(self, index, source)
                 if source.listen(slot):
                     self._subscriptions.append(slot)
                 elif self.done:
                     break
                 continue
-            subscription = source.subscribe(_Slot(self, index))
+            subscription = source.subscribe(Slot(self, index))
             if self.done:
                 # Called back during subscribe: the first value is all we take.
                 subscription.dispose()

@@ -17,10 +17,10 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
 from ._cells import Cell
-from ._compare import same
 from ._events import Events, StepEvent
 from ._executors import Executor
 from ._revisions import Scheduler
+from ._store import same
 from ._threads import call_on_loop, guarded, on_loop_thread, run_on_loop
 from .exceptions import (
     CycleError,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._cells import Outcome, Run
 from ._events import EventKind, Events, StepEvent
 from ._executors import Executor, run_sync
+from ._failure import stop_iteration_error
 from .exceptions import PipelineError
 
 if TYPE_CHECKING:
@@ -58,7 +60,12 @@ class Runner:
     def start(self, loop: asyncio.AbstractEventLoop, run: Run, kwargs: dict[str, Any]) -> None:
         """Run the step in a task of its own."""
         step = run.node.step
-        if step.is_async and step.timeout is None and not step.retries and not self._watched():
+        if (
+            step.is_coroutine_function
+            and step.timeout is None
+            and not step.retries
+            and not self._watched()
+        ):
             coroutine = self._plain(run, kwargs)
         else:
             coroutine = self._attempts(run, kwargs)
@@ -71,45 +78,49 @@ class Runner:
         )
 
     async def _plain(self, run: Run, kwargs: dict[str, Any]) -> None:
-        """The common run, in one frame: an async step, one attempt, nobody watching."""
+        """The common run, in one frame: a coroutine function, one attempt, nobody watching."""
         try:
             result = await run.node.step.fn(**kwargs)
         except asyncio.CancelledError:
             self._interrupted(run, 0.0, 1)
             raise
-        except Exception as exc:
+        except BaseException as exc:
             self._give_up(run, exc, 0.0, 1)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise  # these stop the loop, as asyncio lets them
             return
         self.finish(Outcome(run, result, None, None, 1))
 
     async def _attempts(self, run: Run, kwargs: dict[str, Any]) -> None:
         step = run.node.step
         attempt = 0
-        while True:
-            attempt += 1
-            start = self._started(run, attempt)
-            try:
-                if step.is_async and step.timeout is None:
-                    result = await step.fn(**kwargs)  # one coroutine less in the common case
-                else:
-                    result = await self._attempt(step, kwargs)
-            except asyncio.CancelledError:
-                self._interrupted(run, start, attempt)
-                raise
-            except Exception as exc:
-                if attempt <= step.retries:
-                    self._report(run, "failed", _since(start), attempt, exc)
-                    if step.retry_delay:
-                        try:
+        start = 0.0
+        try:
+            while True:
+                attempt += 1
+                start = self._started(run, attempt)
+                try:
+                    if step.is_coroutine_function and step.timeout is None:
+                        result = await step.fn(**kwargs)  # one coroutine less, as a rule
+                    else:
+                        result = await self._attempt(step, kwargs)
+                except Exception as exc:
+                    if attempt <= step.retries:
+                        self._report(run, "failed", _since(start), attempt, exc)
+                        if step.retry_delay:
                             await asyncio.sleep(step.retry_delay)
-                        except asyncio.CancelledError:
-                            self._interrupted(run, start, attempt)
-                            raise
-                    continue
-                self._give_up(run, exc, start, attempt)
+                        continue
+                    self._give_up(run, exc, start, attempt)
+                    return
+                self.finish(Outcome(run, result, None, _since(start), attempt))
                 return
-            self.finish(Outcome(run, result, None, _since(start), attempt))
-            return
+        except asyncio.CancelledError:
+            self._interrupted(run, start, attempt)
+            raise
+        except BaseException as exc:  # a step's KeyboardInterrupt, SystemExit, ...
+            self._give_up(run, exc, start, attempt)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise  # these stop the loop, as asyncio lets them
 
     async def _attempt(self, step: Step[Any], kwargs: dict[str, Any]) -> Any:
         if step.timeout is None:
@@ -126,17 +137,34 @@ class Runner:
 
     async def _invoke(self, step: Step[Any], kwargs: dict[str, Any]) -> Any:
         if step.is_async:
-            return await step.fn(**kwargs)
+            result = step.fn(**kwargs)
+            # An async callable that is not a coroutine function may hand back any awaitable
+            # (or, exceptionally, the value itself).
+            return await result if inspect.isawaitable(result) else result
         executor = step.executor if step.executor is not None else self.executor
-        return await run_sync(step, kwargs, executor)
+        result = await run_sync(step, kwargs, executor)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited, on purpose: no "never awaited" warning
+            raise TypeError(
+                f"`{step.name}` is a plain `def` step but returned an awaitable "
+                f"({type(result).__name__}). Make it `async def` so its result is awaited, "
+                f"or return the value itself."
+            )
+        return result
 
-    def _give_up(self, run: Run, exc: Exception, start: float, attempt: int) -> None:
+    def _give_up(self, run: Run, exc: BaseException, start: float, attempt: int) -> None:
+        if isinstance(exc, StopIteration):  # a Future refuses it: `get` could never raise it
+            exc = stop_iteration_error(run.node.step, exc)
         note = (
             f"Raised by step `{run.node.step.name}` in revision {run.revision} of live store "
             f"{self.id}" + (f", in each of {attempt} attempts." if attempt > 1 else ".")
         )
-        if note not in getattr(exc, "__notes__", ()):
-            exc.add_note(note)
+        try:
+            if note not in getattr(exc, "__notes__", ()):
+                exc.add_note(note)
+        except Exception:  # an exception that refuses notes still fails the step, unnoted
+            pass
         self.finish(Outcome(run, None, exc, _since(start), attempt))
 
     def _interrupted(self, run: Run, start: float, attempt: int) -> None:
@@ -158,7 +186,7 @@ class Runner:
         """Log and announce an attempt; its start time, or 0.0 when nobody watches."""
         if not self._watched():
             return 0.0
-        name = run.node.step.name
+        name = run.node.step.label
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("start %s (live store %d, revision %d)", name, self.id, run.revision)
         if self.events.observers:
@@ -177,15 +205,16 @@ class Runner:
         kind: EventKind,
         elapsed: float | None,
         attempt: int,
-        error: Exception | None = None,
+        error: BaseException | None = None,
     ) -> None:
         events, errors = self.events, self.errors
         failed = kind == "failed"
+        label = run.node.step.label
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s (revision %d)", kind, run.node.step.name, run.revision)
+            logger.debug("%s %s (revision %d)", kind, label, run.revision)
         if not events.observers and not (failed and errors.observers):
             return
-        event = StepEvent(run.node.step.name, kind, elapsed, error, self.id, attempt, run.revision)
+        event = StepEvent(label, kind, elapsed, error, self.id, attempt, run.revision)
         if events.observers:
             events.emit(event)
         if failed and errors.observers:

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar, overload
 
 from reactivex import Observable, abc
 from reactivex.subject import AsyncSubject
 
-from ._activation import Activation, activate, failure_chain, release
+from ._activation import Activation, release
+from ._compute import compute
+from ._demand import activate
 from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
-from ._graph import Plan, make_plan, to_dot, to_mermaid
+from ._failure import failure_chain
+from ._graph import Plan, make_plan, mimebundle, to_dot, to_mermaid
 from ._join import Join
 from ._live import LiveStore
-from ._rx import compute, feed, observe
+from ._map import Results, Source, map_items
+from ._rx import check_name, feed, observe
 from ._scope import Scope
 from ._step import Provides, Step
 from ._store import Store, is_present
@@ -64,7 +68,9 @@ class Pipeline:
     def __init__(self, executor: Executor = None) -> None:
         check_executor(executor, "`Pipeline`")
         self.executor: Executor = executor
-        self._steps: dict[tuple[str, str], Step[Any]] = {}
+        self._steps: dict[Step[Any], None] = {}  # in registration order
+        self._by_key: dict[tuple[str, str], Step[Any]] = {}  # the latest step per definition
+        self._namesakes: dict[str, int] = {}  # steps registered per name, for unique labels
         self._providers: dict[str, Step[Any]] = {}
         self._environment: dict[str, Any] = {}
         self._store = Store()
@@ -78,12 +84,14 @@ class Pipeline:
     @property
     def steps(self) -> tuple[Step[Any], ...]:
         """The registered steps, in registration order."""
-        return tuple(self._steps.values())
+        return tuple(self._steps)
 
     # -- registration -------------------------------------------------------------------------
 
     @overload
     def step(self, provides: Callable[..., Coroutine[Any, Any, R]], /) -> Step[R]: ...
+    @overload
+    def step(self, provides: Callable[..., R], /) -> Step[R]: ...
     @overload
     def step(
         self,
@@ -93,6 +101,7 @@ class Pipeline:
         retries: int = 0,
         retry_delay: float = 0.0,
         executor: Executor = None,
+        shared: bool = False,
     ) -> StepDecorator: ...
 
     def step(
@@ -103,6 +112,7 @@ class Pipeline:
         retries: int = 0,
         retry_delay: float = 0.0,
         executor: Executor = None,
+        shared: bool = False,
     ) -> Step[Any] | StepDecorator:
         """Register a function as a step of this pipeline.
 
@@ -121,6 +131,10 @@ class Pipeline:
             retry_delay: seconds to wait before each retry.
             executor: where this step runs if it is a plain ``def`` function, overriding the
                 pipeline's: a `concurrent.futures.Executor` or a ``distributed.Client``.
+            shared: compute the outputs at most once, in the pipeline's own store, and let
+                every scope read them from there (a model, a client, a connection pool). A
+                shared step may need only resources of the pipeline's own store: its
+                environment and other shared steps.
 
         Returns:
             A decorator registering the function and returning its `Step`.
@@ -150,23 +164,33 @@ class Pipeline:
                     retries=retries,
                     retry_delay=retry_delay,
                     executor=executor,
+                    shared=shared,
                 )
             )
 
         return decorator
 
     def _register(self, step: Step[Any]) -> Step[Any]:
-        old = self._steps.get(step.key)
+        old = self._by_key.get(step.key)
+        if old is not None and not step.replaces(old):
+            old = None
         for name in step.provides:
             existing = self._providers.get(name)
             if existing is not None and existing is not old:
-                raise DuplicateProviderError(name, step.name, existing.name)
+                raise DuplicateProviderError(name, step.label, existing.label)
         if old is not None:
-            # Same module and qualified name: a re-run definition replaces the earlier one.
+            # The same definition run again (a notebook cell): it replaces the earlier one.
             for name in old.provides:
                 del self._providers[name]
-            del self._steps[step.key]
-        self._steps[step.key] = step
+            del self._steps[old]
+            step.label = old.label
+        else:
+            namesakes = self._namesakes.get(step.name, 0)
+            if namesakes:
+                step.label = f"{step.name}#{namesakes + 1}"
+            self._namesakes[step.name] = namesakes + 1
+        self._steps[step] = None
+        self._by_key[step.key] = step
         for name in step.provides:
             self._providers[name] = step
         return step
@@ -204,28 +228,55 @@ class Pipeline:
 
     def resource_ready(self, name: str) -> bool:
         """Whether the resource ``name`` holds a value in the current store."""
+        check_name(name)
         return self._current_store().present(name)
 
-    async def resource(self, name: str) -> Any:
+    async def resource(self, name: str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (a documented bound)
         """Return the value of a resource, computing it if needed.
 
         A missing resource demands its provider (and what that needs, transitively); a resource
         that nothing provides is awaited until someone pushes it with
-        `add_environment_resources`.
+        `add_environment_resources`, for at most ``timeout`` seconds.
 
         Args:
             name: the resource.
+            timeout: seconds to wait at most; None to wait as long as it takes.
 
         Returns:
             Its value.
 
         Raises:
+            TimeoutError: ``timeout`` expired first; the demand is withdrawn (providers nobody
+                else needs are cancelled).
             CycleError: the providers of ``name`` depend on it.
             Exception: whatever a step on the way raised, with its original type.
-        """
-        return await self._resource(self._current_store(), name)
 
-    async def _resource(self, store: Store, name: str, strict: bool = False) -> Any:
+        Example:
+            >>> token = await pipeline.resource("token", timeout=5)
+        """
+        return await self._resource(self._current_store(), name, timeout=timeout)
+
+    async def _resource(
+        self,
+        store: Store,
+        name: str,
+        strict: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (a documented bound)
+    ) -> Any:
+        if timeout is not None:
+            if not timeout >= 0:
+                raise ValueError(f"`timeout` must be seconds >= 0 or None; got {timeout!r}.")
+            try:
+                async with asyncio.timeout(timeout) as deadline:
+                    return await self._resource(store, name, strict)
+            except TimeoutError:
+                if deadline.expired():
+                    raise TimeoutError(
+                        f"`{name}` had no value within {timeout} s. Its demand is withdrawn; "
+                        f"check that something provides or pushes `{name}`, or wait longer."
+                    ) from None
+                raise
+        check_name(name)
         loop = asyncio.get_running_loop()
         store.bind(loop)
         subject = store.subject(name)
@@ -288,7 +339,7 @@ class Pipeline:
             ...     live.push(price=10.5)
         """
         return LiveStore(
-            steps=self._steps.values(),
+            steps=self.steps,
             providers=self._providers,
             environment={**self._environment, **inputs},
             events=self._events,
@@ -335,33 +386,118 @@ class Pipeline:
         return feed(self._current_store(), name, observable)
 
     def compute(
-        self, *targets: str | Step[Any], max_concurrency: int | None = None
-    ) -> Callable[[Observable[Mapping[str, Any]]], Observable[Any]]:
+        self,
+        *targets: str | Step[Any],
+        max_concurrency: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+    ) -> Callable[[Observable[Any]], Observable[Any]]:
         """An Rx operator computing ``targets`` for each item of a stream of inputs.
 
         Each item is a mapping of resource names to values. For each, a fresh scope seeded with
-        it computes the targets (resource names or steps), and the operator emits the value, or
-        a tuple for several targets. Results come out in input order; at most
-        ``max_concurrency`` items are in flight (started and not yet emitted). A failing item
-        ends the stream with ``on_error`` (the Rx convention); to keep a stream alive past bad
-        items, compute each item in its own inner stream and catch there, e.g.
-        ``ops.concat_map(lambda item: reactivex.just(item).pipe(op, ops.catch(...)))``.
+        it (and the pipeline's environment) computes the targets, and the operator emits the
+        value, or a tuple for several targets. At most ``max_concurrency`` items are in flight
+        (started and not yet emitted); further items wait in a queue, since an Rx source cannot
+        be slowed down: for back-pressure, iterate with `map` instead.
+
+        - ``ordered=True`` emits results in input order: a slow item holds back the finished
+          ones after it. ``ordered=False`` emits each result as soon as it is ready.
+        - ``return_exceptions=False``: a failing item ends the stream with ``on_error`` (the
+          Rx convention; the results of the items before it in emission order are emitted).
+          ``return_exceptions=True`` emits the failing item's exception in its place and goes
+          on (the `asyncio.gather` convention). Use it for streams that must survive bad
+          items; filter or count the errors downstream.
+        - An item whose task is cancelled by anything but the stream fails with
+          `PipelineError` (then as any failing item above).
+
+        Subscribing, items and disposal may come on any thread (``concat_map`` or
+        ``flat_map`` over a source on a worker thread): the work is handed to the event loop
+        the operator was created on, or the running one, or the one the pipeline is bound to.
+        Notifications are emitted on that loop's thread.
 
         Args:
-            *targets: resource names or steps to compute per item.
+            *targets: resource names or steps to compute per item. A string is a resource a
+                step provides, else a step's name, else an input of a step (that the items
+                supply).
             max_concurrency: the most items in flight at once; None for no limit.
+            ordered: emit in input order (True) or in completion order (False).
+            return_exceptions: emit a failing item's exception as its result instead of
+                ending the stream.
 
         Returns:
             An operator for ``source.pipe(...)``.
 
         Raises:
-            TypeError: no targets.
+            TypeError: no targets, a target that is neither a string nor a step, or a step of
+                another pipeline.
+            UnknownTargetError: a string target names nothing in this pipeline.
+            ValueError: ``max_concurrency`` is not a whole number >= 1.
+            PipelineError: on subscription (through ``on_error``), when there is no event loop
+                to run on.
+
+        Example:
+            >>> inputs.pipe(pipeline.compute("double", ordered=False, return_exceptions=True))
+        """
+        return compute(
+            self, self._current_store(), targets, max_concurrency, ordered, return_exceptions
+        )
+
+    def map(
+        self,
+        items: Source,
+        *targets: str | Step[Any],
+        max_concurrency: int | None = None,
+        ordered: bool = True,
+        return_exceptions: bool = False,
+    ) -> Results:
+        """Compute ``targets`` for each of ``items``, as an async iterator of the results.
+
+        Each item is computed as by `compute`: in a fresh scope seeded with it, the value or a
+        tuple for several targets. Items are pulled from ``items`` (an iterable or async
+        iterable of mappings) only while fewer than ``max_concurrency`` of them are ahead of
+        the consumer (pulled, not yet handed out), so a slow consumer slows the source and an
+        endless source is read with bounded memory. A plain iterable is read on the event
+        loop: it must not block (wrap a blocking source in an async generator).
+
+        ``ordered`` and ``return_exceptions`` are those of `compute`: with
+        ``return_exceptions=False`` the first failing item (in output order) raises its
+        exception from the ``async for``, after the results before it. An error of the source
+        itself is raised after the results of the items read before it.
+
+        Leaving the ``async for`` early cancels the items in flight (at the loop's next turn);
+        ``aclose()``, e.g. through ``contextlib.aclosing``, also waits until they are gone.
+
+        Args:
+            items: the inputs, one mapping of resource names to values per item.
+            *targets: resource names or steps to compute per item, as for `compute`.
+            max_concurrency: the most items ahead of the consumer, and so in flight at once;
+                None for 100.
+            ordered: results in input order (True) or in completion order (False).
+            return_exceptions: give a failing item's exception as its result instead of
+                raising it.
+
+        Returns:
+            An async iterator (an async generator) of the results.
+
+        Raises:
+            TypeError: ``items`` is not an iterable of mappings, or a bad target (see
+                `compute`).
+            UnknownTargetError: a string target names nothing in this pipeline.
             ValueError: ``max_concurrency`` is not a whole number >= 1.
 
         Example:
-            >>> reactivex.from_iterable([{"x": 1}, {"x": 2}]).pipe(pipeline.compute("double"))
+            >>> async for count in pipeline.map(({"text": line} async for line in lines), "count"):
+            ...     print(count)
         """
-        return compute(self, targets, max_concurrency)
+        return map_items(
+            self,
+            self._current_store(),
+            items,
+            targets,
+            max_concurrency,
+            ordered,
+            return_exceptions,
+        )
 
     @property
     def events(self) -> Observable[StepEvent]:
@@ -374,7 +510,7 @@ class Pipeline:
 
     # -- looking at the pipeline --------------------------------------------------------------
 
-    def to_mermaid(self, targets: Iterable[str | Step[Any]] | None = None) -> str:
+    def to_mermaid(self, targets: Step[Any] | Iterable[str | Step[Any]] | None = None) -> str:
         """The pipeline as a Mermaid ``flowchart``.
 
         Steps are boxes and resources rounded nodes, with edges resource -> step -> resource.
@@ -387,11 +523,9 @@ class Pipeline:
         Returns:
             Mermaid source, e.g. for a Markdown ``mermaid`` block.
         """
-        return to_mermaid(
-            self._steps.values(), self._providers, self._current_store(), _names(targets)
-        )
+        return to_mermaid(self._steps, self._providers, self._current_store(), _names(targets))
 
-    def to_dot(self, targets: Iterable[str | Step[Any]] | None = None) -> str:
+    def to_dot(self, targets: Step[Any] | Iterable[str | Step[Any]] | None = None) -> str:
         """The pipeline as a Graphviz ``digraph``, valid input for ``dot``.
 
         Steps are boxes, resources ellipses; inputs are dashed and marked *input*, resources
@@ -403,7 +537,15 @@ class Pipeline:
         Returns:
             DOT source; render it with ``dot -Tsvg``.
         """
-        return to_dot(self._steps.values(), self._providers, self._current_store(), _names(targets))
+        return to_dot(self._steps, self._providers, self._current_store(), _names(targets))
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """The pipeline as a graph in Jupyter: ``pipeline`` on a cell's last line draws it.
+
+        SVG (as `to_dot` draws it) when Graphviz's ``dot`` is on PATH, else the `to_mermaid`
+        text as a Markdown ``mermaid`` block, which JupyterLab 4.1+ renders.
+        """
+        return mimebundle(self.to_dot, self.to_mermaid)
 
     def plan(self, target: str | Step[Any], **resources: Any) -> Plan:
         """What calling ``target`` would run, worked out without running or storing anything.
@@ -423,9 +565,7 @@ class Pipeline:
         Example:
             >>> print(pipeline.plan("get_division", base=38))
         """
-        return make_plan(
-            target, self._steps.values(), self._providers, self._current_store(), resources
-        )
+        return make_plan(target, self._steps, self._providers, self._current_store(), resources)
 
     # -- calling ------------------------------------------------------------------------------
 
@@ -434,22 +574,32 @@ class Pipeline:
         store = self._current_store()
         store.bind(loop)
         if resources:
-            store.push(resources)
+            store.check(resources)  # a conflict rejects the call before anything changes
         provides = step.provides
         sources: Sequence[AsyncSubject[Any]]
         if provides:
             sources = [store.subject(name) for name in provides]
             if all(is_present(subject) for subject in sources):
+                if resources:
+                    store.push(resources)
                 if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("skip %s: its outputs are present", step.name)
+                    logger.debug("skip %s: its outputs are present", step.label)
                 if self._events.observers:
-                    self._events.emit(StepEvent(step.name, "skipped", scope=store.id))
+                    self._events.emit(StepEvent(step.label, "skipped", scope=store.id))
                 values = [subject.value for subject in sources]
                 return values[0] if len(values) == 1 else tuple(values)
-        demands = activate(store, self._providers, step=step, strict=True)
+        if step.shared and store.root is not None:
+            # Read from the pipeline's store, where it runs once for every scope.
+            demands = activate(
+                store, self._providers, names=provides, strict=True, supplied=resources or None
+            )
+        else:
+            demands = activate(
+                store, self._providers, step=step, strict=True, supplied=resources or None
+            )
         if not provides:
             sources = demands[0].outputs  # the private result of a step that provides nothing
-        values = await _wait(loop, demands, sources, f"`{step.name}`")
+        values = await _wait(loop, demands, sources, f"`{step.label}`")
         return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -459,7 +609,7 @@ async def _wait(
     sources: Sequence[AsyncSubject[Any]],
     what: str,
 ) -> list[Any]:
-    """Await the first value of each source; withdraw ``demands`` if the caller goes away."""
+    """Await the first value of each source; withdraw ``demands`` however the wait ends."""
     if all(is_present(source) for source in sources):
         # Already there (computed before, or supplied): no future, no subscription.
         release(demands)
@@ -470,31 +620,27 @@ async def _wait(
         if not future.done():
             future.set_result(values)
 
-    def failed(error: Exception, index: int) -> None:
+    def failed(error: BaseException, index: int) -> None:
         if not future.done():
             future.set_exception(error)
 
     join = Join(sources, ready, failed)
     try:
-        values = await future
-    except asyncio.CancelledError:
+        return await future
+    except BaseException as exc:
+        if demands and not isinstance(exc, asyncio.CancelledError):
+            failure = demands[0].failure
+            if failure is not None and failure.error is exc:
+                failure.reached(what, failure_chain(demands[0]))
+        raise
+    finally:
+        # Cancelled, failed (perhaps elsewhere than in what it demanded) or done: providers
+        # nobody needs any more are cancelled.
         join.dispose()
         release(demands)
-        raise
-    except Exception as exc:
-        if demands:
-            chain = failure_chain(demands[0])
-            if len(chain) > 1:
-                note = f"{what} could not be computed: {' -> '.join(chain)}."
-                if note not in getattr(exc, "__notes__", ()):
-                    exc.add_note(note)
-        raise
-    # Providers still pending although the values arrived (pushed meanwhile) are not needed.
-    release(demands)
-    return values
 
 
-def _names(targets: Iterable[str | Step[Any]] | None) -> list[str] | None:
+def _names(targets: Step[Any] | Iterable[str | Step[Any]] | None) -> list[str] | None:
     if targets is None:
         return None
     if isinstance(targets, (str, Step)):

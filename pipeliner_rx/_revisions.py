@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._cells import CLEAN, DIRTY, IDLE, Cell, Node, Outcome, Run
-from ._compare import same
 from ._events import Events
 from ._executors import Executor
 from ._liverun import Runner
+from ._store import same
 from .exceptions import CycleError, StepOutputError
 
 if TYPE_CHECKING:
@@ -331,7 +331,7 @@ class Scheduler:
             self._settle(node, ())  # nothing it reads changed since it last ran
             return
         kwargs: dict[str, Any] = {}
-        error: Exception | None = None
+        error: BaseException | None = None
         for cell, param in zip(inputs, node.params, strict=True):
             if cell.error is None:
                 if cell.has_value:

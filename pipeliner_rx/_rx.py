@@ -1,17 +1,18 @@
-"""observe / feed / compute: the bridges between a store and other Rx streams."""
+"""observe / feed: the bridges between a store's resources and other Rx streams."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
-from ._activation import activate, release
+from ._activation import fail_downstream, release
+from ._demand import activate
+from ._failure import failure_chain
 from ._join import Join
 from ._store import Store, is_present
 from ._threads import call_on_loop, guarded, on_loop_thread
@@ -19,14 +20,14 @@ from .exceptions import PipelineError
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
-    from ._step import Step
 
-__all__ = ["compute", "feed", "observe"]
+__all__ = ["check_name", "feed", "loop_for", "observe"]
 
 logger = logging.getLogger("pipeliner_rx")
 
 
-def _loop_for(store: Store, what: str) -> asyncio.AbstractEventLoop:
+def loop_for(store: Store, what: str) -> asyncio.AbstractEventLoop:
+    """The running loop, else the loop ``store`` is bound to; `PipelineError` if neither."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -38,13 +39,20 @@ def _loop_for(store: Store, what: str) -> asyncio.AbstractEventLoop:
     )
 
 
+def check_name(name: object) -> None:
+    """Raise `TypeError` unless ``name`` is a resource name (a non-empty string)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"A resource name is a non-empty string; got {name!r}.")
+
+
 def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
     """An Observable of resource ``name`` of ``store``; see `Pipeline.observe`."""
+    check_name(name)
 
     def subscribe(
         observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        loop = _loop_for(store, f"observe({name!r})")
+        loop = loop_for(store, f"observe({name!r})")
         if not on_loop_thread(loop):
             # Subscribed from another thread: do the work on the loop's thread.
             inner = SingleAssignmentDisposable()
@@ -59,36 +67,82 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
             return Disposable(lambda: call_on_loop(loop, inner.dispose))
         store.bind(loop)
         subject = store.subject(name)
-        if is_present(subject):
-            observer.on_next(subject.value)
-            observer.on_completed()
-            return Disposable()
-        demands = activate(store, pipeline._providers, names=(name,), strict=False)
-
         # The observer is the user's: what it raises must not stop the pipeline's own
         # notifications, so it goes to the loop's exception handler instead.
+        if is_present(subject):
+            guarded(loop, observer.on_next, subject.value)
+            guarded(loop, observer.on_completed)
+            return Disposable()
+        demands = activate(store, pipeline._providers, names=(name,), strict=False)
+        ended: asyncio.Future[None] | None = None
+
+        def end() -> None:
+            if ended is not None and not ended.done():
+                ended.set_result(None)
+
         def ready(values: list[Any]) -> None:
+            end()
             release(demands)
             guarded(loop, observer.on_next, values[0])
             guarded(loop, observer.on_completed)
 
-        def failed(error: Exception, index: int) -> None:
+        def failed(error: BaseException, index: int) -> None:
+            end()
+            release(demands)  # failed elsewhere perhaps: providers nobody needs are cancelled
+            failure = demands[0].failure if demands else None
+            if failure is not None and failure.error is error:
+                failure.reached(f"`{name}`", failure_chain(demands[0]))
             guarded(loop, observer.on_error, error)
 
         join = Join([subject], ready, failed)
 
         def dispose() -> None:
+            end()
             if not join.done:
                 join.dispose()
                 release(demands)
 
+        if not join.done:
+            # A loop that finishes cancels its tasks: this one tells the observer, which
+            # would otherwise never hear anything.
+            ended = loop.create_future()
+            task = loop.create_task(_until_loop_ends(ended, join, failed, name))
+            _watchers.add(task)
+            task.add_done_callback(_watchers.discard)
         return Disposable(lambda: call_on_loop(loop, dispose))
 
     return Observable(subscribe)
 
 
+_watchers: set[asyncio.Task[None]] = set()  # referenced until done, as asyncio requires
+
+
+async def _until_loop_ends(
+    ended: asyncio.Future[None],
+    join: Join,
+    failed: Callable[[BaseException, int], None],
+    name: str,
+) -> None:
+    """Wait for an observe subscription to end; if the loop's end cancels this, fail it."""
+    try:
+        await ended
+    except asyncio.CancelledError:
+        if not join.done:
+            join.dispose()
+            failed(
+                PipelineError(
+                    f"The event loop finished while `{name}` was observed and before it had a "
+                    f"value. Keep the loop running until the value arrives, or dispose the "
+                    f"subscription."
+                ),
+                0,
+            )
+        raise
+
+
 def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase:
     """Make the first item of ``source`` resource ``name``; see `Pipeline.feed`."""
+    check_name(name)
     try:
         store.bind(asyncio.get_running_loop())
     except RuntimeError:
@@ -96,131 +150,45 @@ def feed(store: Store, name: str, source: Observable[Any]) -> abc.DisposableBase
     subscription = SingleAssignmentDisposable()
     taken = False
 
-    def take(value: Any) -> None:
+    def settle() -> bool:
+        # The feed's entry goes however it ends: an item, an error, completion or disposal.
         nonlocal taken
         if taken:
-            return
+            return False
         taken = True
         subscription.dispose()
-        store.feeds.discard(subscription)
-        try:
-            store.push({name: value})
-        except PipelineError as exc:
-            logger.warning("feed(%r) dropped an item: %s", name, exc)
+        store.feeds.discard(handle)
+        return True
+
+    def take(value: Any) -> None:
+        if settle():
+            try:
+                store.push({name: value})
+            except PipelineError as exc:
+                logger.warning("feed(%r) dropped an item: %s", name, exc)
 
     def fail(error: Exception) -> None:
-        nonlocal taken
-        if taken:
-            return
-        taken = True
-        store.feeds.discard(subscription)
-        store.fail(name, error)
+        if settle():
+            fail_downstream(store.detach((name,)), error, None)
 
+    def completed() -> None:
+        if settle() and not store.present(name):
+            error = PipelineError(
+                f"The source fed to `{name}` completed without an item, so `{name}` has no "
+                f"value. Feed a source that emits one, or push `{name}` another way."
+            )
+            fail_downstream(store.detach((name,)), error, None)
+
+    def dispose() -> None:
+        call_on_loop(store.loop, settle)
+
+    handle = Disposable(dispose)
     # Leaving the scope (or resetting the store) disposes what has not arrived yet.
-    store.feeds.add(subscription)
+    store.feeds.add(handle)
     # The loop is looked up per item: the store may be bound only after `feed` was called.
     subscription.disposable = source.subscribe(
         lambda value: call_on_loop(store.loop, take, value),
         lambda error: call_on_loop(store.loop, fail, error),
+        lambda: call_on_loop(store.loop, completed),
     )
-    return subscription
-
-
-def compute(
-    pipeline: Pipeline,
-    targets: Sequence[str | Step[Any]],
-    max_concurrency: int | None,
-) -> Callable[[Observable[Mapping[str, Any]]], Observable[Any]]:
-    """An operator computing ``targets`` per item in a fresh scope; see `Pipeline.compute`."""
-    if not targets:
-        raise TypeError("`compute` needs at least one target: a resource name or a step.")
-    if max_concurrency is not None and (
-        isinstance(max_concurrency, bool)
-        or not isinstance(max_concurrency, int)
-        or max_concurrency < 1
-    ):
-        raise ValueError("`max_concurrency` must be a whole number >= 1, or None for no limit.")
-    single = len(targets) == 1
-
-    async def run(item: Mapping[str, Any]) -> Any:
-        async with pipeline.scope(**item) as scope:
-            values = await asyncio.gather(*(scope._compute(target) for target in targets))
-        return values[0] if single else tuple(values)
-
-    def operator(source: Observable[Mapping[str, Any]]) -> Observable[Any]:
-        def subscribe(
-            observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            loop = asyncio.get_running_loop()
-            pending: deque[asyncio.Task[Any]] = deque()  # started, in input order
-            backlog: deque[Mapping[str, Any]] = deque()  # waiting for a free slot
-            subscription = SingleAssignmentDisposable()
-            source_done = False
-            stopped = False
-
-            def start(item: Mapping[str, Any]) -> None:
-                task = loop.create_task(run(item))
-                task.add_done_callback(lambda _: flush())
-                pending.append(task)
-
-            def on_item(item: Mapping[str, Any]) -> None:
-                if stopped:
-                    return
-                if max_concurrency is None or len(pending) < max_concurrency:
-                    start(item)
-                else:
-                    backlog.append(item)
-
-            def flush() -> None:
-                # Emit finished results in input order, then refill the free slots.
-                nonlocal stopped
-                while not stopped and pending and pending[0].done():
-                    task = pending.popleft()
-                    error = (
-                        PipelineError("An item's computation was cancelled from outside.")
-                        if task.cancelled()
-                        else task.exception()
-                    )
-                    if error is not None:
-                        stop()
-                        guarded(
-                            loop,
-                            observer.on_error,
-                            error if isinstance(error, Exception) else PipelineError(repr(error)),
-                        )
-                        return
-                    guarded(loop, observer.on_next, task.result())
-                    while backlog and (max_concurrency is None or len(pending) < max_concurrency):
-                        start(backlog.popleft())
-                if not stopped and source_done and not pending and not backlog:
-                    stopped = True
-                    guarded(loop, observer.on_completed)
-
-            def on_source_error(error: Exception) -> None:
-                if not stopped:
-                    stop()
-                    guarded(loop, observer.on_error, error)
-
-            def on_source_completed() -> None:
-                nonlocal source_done
-                source_done = True
-                flush()
-
-            def stop() -> None:
-                nonlocal stopped
-                stopped = True
-                subscription.dispose()
-                backlog.clear()
-                while pending:
-                    pending.popleft().cancel()
-
-            subscription.disposable = source.subscribe(
-                lambda item: call_on_loop(loop, on_item, item),
-                lambda error: call_on_loop(loop, on_source_error, error),
-                lambda: call_on_loop(loop, on_source_completed),
-            )
-            return Disposable(lambda: call_on_loop(loop, stop))
-
-        return Observable(subscribe)
-
-    return operator
+    return handle

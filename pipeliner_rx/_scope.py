@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
 
-from ._rx import feed, observe
-from ._store import Store
-from .exceptions import ScopeClosedError
+from ._graph import downstream
+from ._rx import check_name, feed, observe
+from ._store import Store, same
+from .exceptions import PipelineError, ScopeClosedError
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -30,8 +31,10 @@ class Scope:
     asyncio tasks created inside), step calls, `Pipeline.resource`, `Pipeline.resource_ready` and
     `Pipeline.add_environment_resources` of the pipeline act on the scope's store. It starts
     with the values pushed to the pipeline with ``add_environment_resources`` (not the values
-    its steps computed), overridden by the scope's own arguments. Nothing computed in a scope
-    leaks into the pipeline's store or another scope.
+    its steps computed), then, for a scope opened inside another scope, the values present in
+    the enclosing scope, overridden by the scope's own arguments. Nothing computed in a scope
+    leaks into the pipeline's store or another scope. Shared steps (``shared=True``) are not
+    run per scope: they run once in the pipeline's store, and scopes read their outputs.
 
     Leaving the scope cancels its still-running steps (``async with`` waits until they have
     finished) and fails whoever still awaits one of its missing resources.
@@ -45,8 +48,20 @@ class Scope:
     def __init__(self, pipeline: Pipeline, resources: dict[str, Any]) -> None:
         self.pipeline = pipeline
         self.id = next(_ids)
-        self._store = Store(self.id)
-        self._store.push({**pipeline._environment, **resources})
+        self._store = Store(self.id, pipeline._store)
+        # A scope opened inside another starts from what the enclosing one holds, less what
+        # was computed from the values this scope gives differently (those would be stale).
+        enclosing = pipeline._scope_var.get()
+        inherited = enclosing.present_values() if enclosing is not None else {}
+        if inherited and resources:
+            changed = [
+                name
+                for name, value in resources.items()
+                if name not in inherited or not same(inherited[name], value)
+            ]
+            for name in downstream(pipeline.steps, changed):
+                inherited.pop(name, None)
+        self._store.push({**pipeline._environment, **inherited, **resources})
         self._tokens: list[Token[Store | None]] = []
 
     def __repr__(self) -> str:
@@ -55,6 +70,15 @@ class Scope:
     # -- entering and leaving -----------------------------------------------------------------
 
     def __enter__(self) -> Scope:
+        if self._store.closed:
+            raise ScopeClosedError(self.id)
+        if self._tokens:
+            # Two tasks inside one scope would each leave it, closing it under the other.
+            raise PipelineError(
+                f"Scope {self.id} is entered already; a scope is entered once. Open a scope per "
+                f"task (`async with pipeline.scope(...):`), or pass the scope's tasks their work "
+                f"from inside it."
+            )
         self._tokens.append(self.pipeline._scope_var.set(self._store))
         return self
 
@@ -89,18 +113,20 @@ class Scope:
             for a in [*store.active.values(), *store.private]
             if a.task is not None and not a.task.done()
         ]
+        tasks += store.stopping  # cancelled already, not yet finished
         store.closed = True
         store.clear(lambda: ScopeClosedError(self.id))
         return tasks
 
     # -- the scope's store --------------------------------------------------------------------
 
-    async def resource(self, name: str) -> Any:
+    async def resource(self, name: str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (a documented bound)
         """Return a resource of this scope, computing it if needed; see `Pipeline.resource`."""
-        return await self.pipeline._resource(self._store, name)
+        return await self.pipeline._resource(self._store, name, timeout=timeout)
 
     def resource_ready(self, name: str) -> bool:
         """Whether a resource of this scope holds a value."""
+        check_name(name)
         return self._store.present(name)
 
     def add_environment_resources(self, **resources: Any) -> None:

@@ -102,6 +102,32 @@ def _parse_params(fn: Callable[..., Any], where: str) -> tuple[Param, ...]:
     return tuple(params)
 
 
+def _name_of(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return name
+    inner = fn.func if isinstance(fn, functools.partial) else type(fn)
+    return str(getattr(inner, "__name__", type(fn).__name__))
+
+
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    """An async step that `inspect.iscoroutinefunction` does not recognise as one."""
+    target: Any = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if inspect.iscoroutinefunction(target):
+        return True
+    unwrapped = inspect.unwrap(target)
+    if unwrapped is not target and inspect.iscoroutinefunction(unwrapped):
+        return True  # a ``functools.wraps`` decorator around an ``async def``
+    if not isinstance(target, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        # Looked up on the type, as Python does for calls.
+        return any(
+            inspect.iscoroutinefunction(vars(k).get("__call__")) for k in type(target).__mro__
+        )
+    return False
+
+
 class Step(Generic[R]):
     """A function registered on a `Pipeline`, called to compute its result.
 
@@ -112,13 +138,19 @@ class Step(Generic[R]):
     Attributes:
         provides: the names of the resources the step provides (may be empty).
         params: the resources its parameters need, in signature order.
-        is_async: whether the function is ``async def`` (otherwise it runs on an executor).
+        is_async: whether the function is async (an ``async def``, an object with an
+            ``async def __call__``, or a partial or decorated ``async def``); otherwise it is
+            a plain function that runs on an executor.
+        label: how events, plans and graphs name the step: its name, with ``#2``, ``#3``, ...
+            added when another step of the pipeline already has that name.
         pipeline: the pipeline it is registered on.
         timeout: seconds an attempt may run before it fails with `TimeoutError`, or None.
         retries: how many more times a failed attempt is re-run before the step fails.
         retry_delay: seconds to wait between attempts.
         executor: where a plain ``def`` step runs (None: the pipeline's executor, else the
             loop's default thread pool).
+        shared: whether its outputs are computed once in the pipeline's own store and read
+            from there by every scope.
     """
 
     def __init__(
@@ -131,6 +163,7 @@ class Step(Generic[R]):
         retries: int = 0,
         retry_delay: float = 0.0,
         executor: Any = None,
+        shared: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"`step` decorates functions; got {fn!r}.")
@@ -141,7 +174,10 @@ class Step(Generic[R]):
             )
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.name: str = getattr(fn, "__name__", repr(fn))
+        self.name: str = _name_of(fn)
+        # How the step appears in events, plans and graphs: its name, made unique within its
+        # pipeline when registered (two steps may share a ``__name__``).
+        self.label = self.name
         self.key: tuple[str, str] = (
             getattr(fn, "__module__", "") or "",
             getattr(fn, "__qualname__", self.name),
@@ -150,7 +186,11 @@ class Step(Generic[R]):
         self.params = _parse_params(fn, self.name)
         self.param_names = tuple(p.name for p in self.params)
         self.has_defaults = any(p.has_default for p in self.params)
-        self.is_async = inspect.iscoroutinefunction(fn)
+        # A coroutine function proper is awaited directly (the fast path); other async
+        # callables (an ``async def __call__``, a decorated or partial ``async def``) have
+        # their result awaited; plain functions run on an executor.
+        self.is_coroutine_function = inspect.iscoroutinefunction(fn)
+        self.is_async = self.is_coroutine_function or _is_async_callable(fn)
         self.pipeline = pipeline
         if timeout is not None and not timeout > 0:
             raise ValueError(f"`timeout` of `{self.name}` must be positive seconds or None.")
@@ -163,6 +203,28 @@ class Step(Generic[R]):
         self.retry_delay = retry_delay
         check_executor(executor, f"`{self.name}`")
         self.executor = executor
+        if shared and not self.provides:
+            raise TypeError(
+                f"`{self.name}` is shared but provides nothing; a shared step's outputs are "
+                f"what scopes share. Give it `provides=`, or drop `shared=True`."
+            )
+        self.shared = shared
+
+    def replaces(self, other: Step[Any]) -> bool:
+        """Whether this is the same definition as ``other``, run again (a notebook cell).
+
+        Only a module-level function or method re-defined under the same module and qualified
+        name replaces an earlier registration. Closures (``<locals>``), methods bound to
+        different objects and other callables are distinct steps even when their names match.
+        """
+        if self.key != other.key or "<locals>" in self.key[1]:
+            return False
+        fn, old = self.fn, other.fn
+        if isinstance(fn, types.FunctionType) and isinstance(old, types.FunctionType):
+            return True
+        if isinstance(fn, types.MethodType) and isinstance(old, types.MethodType):
+            return fn.__self__ is old.__self__
+        return False
 
     def __call__(self, **resources: Any) -> Coroutine[Any, Any, R]:
         """Compute this step; see the class docstring."""

@@ -59,7 +59,7 @@ class Missing(Exception):
 class Failed(Exception):
     """A call's result could not be computed: ``errors`` holds what each failed step raised."""
 
-    def __init__(self, errors: dict[str, Exception]) -> None:
+    def __init__(self, errors: dict[str, BaseException]) -> None:
         super().__init__(f"failed: {sorted(errors)}")
         self.errors = errors
 
@@ -115,7 +115,7 @@ class Reference:
 
     def _run_needed(self, spec: StepSpec) -> Any:
         graph = self.needed(spec)
-        errors: dict[str, Exception] = {}
+        errors: dict[str, BaseException] = {}
         result: Any = None
         for name in TopologicalSorter(graph).static_order():
             current = self.steps[name]
@@ -129,7 +129,14 @@ class Reference:
             self.ran.append(name)
             try:
                 value = current.fn(**kwargs)
+                if len(current.provides) > 1:
+                    value = tuple(value)  # reading a multi-output value may raise too
             except Exception as exc:
+                errors[name] = exc
+                continue
+            except BaseException as exc:  # a step may raise any BaseException: still its failure
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
                 errors[name] = exc
                 continue
             if name == spec.name:

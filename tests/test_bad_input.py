@@ -109,8 +109,10 @@ def test_cycle_raises_cycle_error_naming_the_cycle(
             await asyncio.wait_for(pipeline.resource(resources[entry % length]), WAIT)
         check(info.value)
         assert ran == []
-        # Supplying one resource of the cycle leaves a chain: the call computes.
-        return await asyncio.wait_for(target(**{resources[supplied % length]: 10}), WAIT)
+        # The rejected call stored nothing (`x` too must be given again); supplying one
+        # resource of the cycle leaves a chain: the call computes.
+        assert not pipeline.resource_ready("x")
+        return await asyncio.wait_for(target(x=1, **{resources[supplied % length]: 10}), WAIT)
 
     assert isinstance(run(main), int)
     assert "target" in ran
@@ -159,8 +161,9 @@ def test_missing_input_deep_in_the_graph_names_resource_and_chain(
         message = str(error)
         assert "`deep`" in message and " <- ".join(backticked(needed_by)) in message
         assert ran == []
-        # With the inputs given, the same call computes.
-        await asyncio.wait_for(target(deep=1, other=2), WAIT)
+        # The rejected call stored nothing; with every input given, the same call computes.
+        assert not pipeline.resource_ready("x")
+        await asyncio.wait_for(target(x=1, deep=1, other=2), WAIT)
 
     run(main)
     assert sorted(ran) == sorted(

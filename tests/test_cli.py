@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,7 @@ def test_module_spec_and_attribute(tmp_path: Path) -> None:
         "async def make_y(): return 2\n"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    run = lambda *a: subprocess.run(  # noqa: E731
+    run: Callable[..., subprocess.CompletedProcess[str]] = lambda *a: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "pipeliner_rx", *a], capture_output=True, text=True, env=env
     )
     ambiguous = run("graph", "my_flows")

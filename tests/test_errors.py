@@ -129,7 +129,7 @@ def test_bad_provides_is_a_type_error(pipeline: Pipeline, provides: object) -> N
         return None
 
     with pytest.raises(TypeError, match="provides"):
-        pipeline.step(provides=provides)(f)  # type: ignore[arg-type]
+        pipeline.step(provides=provides)(f)  # type: ignore[call-overload]
 
 
 def test_var_args_and_positional_only_are_type_errors(pipeline: Pipeline) -> None:
@@ -244,10 +244,22 @@ async def test_step_exception_keeps_type_and_reaches_every_waiter(pipeline: Pipe
     with pytest.raises(ValueError, match="boom") as info:
         await asyncio.wait_for(call, 1)
     notes = "\n".join(info.value.__notes__)
-    assert "`first`" in notes and "first -> a -> second -> b -> third" in notes
+    assert "`first`" in notes
+    # Several callers share the error: none of them sees a note about another's demand.
+    assert "could not be computed" not in notes
     results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 1)
     assert all(isinstance(r, ValueError) for r in results)
     assert runs == {"first": 1}  # dependents did not run
+
+
+async def test_a_single_caller_sees_the_failure_chain(pipeline: Pipeline) -> None:
+    runs: dict[str, int] = {}
+    chain_of_three(pipeline, runs, [True])
+    with pytest.raises(ValueError, match="boom") as info:
+        await asyncio.wait_for(pipeline.steps[2](), 1)
+    notes = info.value.__notes__
+    assert notes[0].startswith("Raised by step `first`")
+    assert "`third` could not be computed: first -> a -> second -> b -> third." in notes
 
 
 async def test_errors_are_not_cached(pipeline: Pipeline) -> None:

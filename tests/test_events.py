@@ -214,4 +214,4 @@ def test_bad_retry_settings_are_value_errors(
         return None
 
     with pytest.raises(ValueError, match=match):
-        pipeline.step(provides="x", **kwargs)(f)  # type: ignore[arg-type]
+        pipeline.step(provides="x", **kwargs)(f)  # type: ignore[call-overload]

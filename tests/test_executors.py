@@ -124,10 +124,10 @@ def test_steps_pickle_by_reference() -> None:
 
 def test_bad_executor_is_a_type_error(pipeline: Pipeline) -> None:
     with pytest.raises(TypeError, match="executor"):
-        Pipeline(executor="threads")
+        Pipeline(executor="threads")  # type: ignore[arg-type]
 
     def f() -> None:
         return None
 
     with pytest.raises(TypeError, match="`f`"):
-        pipeline.step(executor=object())(f)
+        pipeline.step(executor=object())(f)  # type: ignore[call-overload]

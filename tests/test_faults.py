@@ -41,14 +41,14 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from reference import Failed, Missing, Reference, StepSpec
 
-from pipeliner_rx import MissingResourceError, Pipeline, Step, StepEvent
+from pipeliner_rx import Pipeline, Step, StepEvent
 
 # Passing runs take seconds; a failing property shrinks for up to a few minutes (Hypothesis'
 # own limit) before it prints its minimal example, which the default 60 s would cut off.
 pytestmark = pytest.mark.timeout(600)
 
 T = TypeVar("T")
-Fault = Literal["raise", "timeout", "block"]
+Fault = Literal["raise", "timeout", "block", "halt", "frozen", "stop", "unreadable"]
 TIMEOUT = 0.01  # the `timeout=` of steps made to time out
 _serials = itertools.count()
 
@@ -59,6 +59,45 @@ class Boom(Exception):
     def __init__(self, step: str) -> None:
         self.serial = next(_serials)
         super().__init__(f"{step} failed on purpose (#{self.serial})")
+
+
+class Halt(BaseException):
+    """An injected BaseException that is not an Exception."""
+
+
+@dataclass(frozen=True)
+class FrozenBoom(Exception):
+    """An injected exception that refuses notes (a frozen dataclass)."""
+
+    step: str
+
+
+class Unreadable(tuple[Any, ...]):
+    """An injected multi-output value whose iteration raises."""
+
+    def __iter__(self) -> Any:
+        raise LookupError("the outputs cannot be read")
+
+
+def raise_fault(fault: Fault | None, step: str) -> None:
+    """Raise what ``fault`` raises (the library and the oracle alike), if it raises."""
+    if fault == "raise":
+        raise Boom(step)
+    if fault == "halt":
+        raise Halt(step)
+    if fault == "frozen":
+        raise FrozenBoom(step)
+
+
+# What each fault looks like to a caller.
+FAULT_ERRORS: dict[str, type[BaseException]] = {
+    "raise": Boom,
+    "timeout": TimeoutError,
+    "halt": Halt,
+    "frozen": FrozenBoom,
+    "stop": RuntimeError,
+    "unreadable": LookupError,
+}
 
 
 @dataclass
@@ -102,8 +141,12 @@ def faulty_cases(draw: st.DrawFn, calls: int) -> Case:
         expect(reference, target)
     names = sorted(set(reference.ran)) or [node.name for node in dag.nodes]
     faulty = draw(st.lists(st.sampled_from(names), max_size=3, unique=True))
-    kinds: list[Fault] = ["raise", "timeout", "block"]
-    faults = {name: draw(st.sampled_from(kinds)) for name in faulty}
+    kinds: list[Fault] = ["raise", "timeout", "block", "halt", "frozen", "stop"]
+    outputs = {node.name: len(node.provides) for node in dag.nodes}
+    faults = {
+        name: draw(st.sampled_from(kinds + (["unreadable"] if outputs[name] > 1 else [])))
+        for name in faulty
+    }
     return dag, faults, seeds, wanted
 
 
@@ -114,10 +157,13 @@ def oracle_specs(dag: Dag, faults: dict[str, Fault]) -> list[StepSpec]:
         fault = faults.get(node.name)
 
         def fn(**kwargs: Any) -> Any:
-            if fault == "raise":
-                raise Boom(node.name)
+            raise_fault(fault, node.name)
             if fault == "timeout":
                 raise TimeoutError(node.name)
+            if fault == "stop":
+                raise RuntimeError(node.name)  # what the library makes of StopIteration
+            if fault == "unreadable":
+                return Unreadable(pure(node, kwargs))
             return pure(node, kwargs)
 
         return fn
@@ -140,8 +186,11 @@ def faulty_step(pipeline: Pipeline, node: Node, fault: Fault | None, run_: Run) 
 
         async def run_async(**kwargs: Any) -> Any:
             started(kwargs)
-            if fault == "raise":
-                raise Boom(node.name)
+            raise_fault(fault, node.name)
+            if fault == "stop":
+                raise StopIteration  # a coroutine turns it into RuntimeError (PEP 479)
+            if fault == "unreadable":
+                return Unreadable(pure(node, kwargs))
             if fault == "timeout":
                 await asyncio.Event().wait()  # only its timeout ends it
             if fault == "block":
@@ -155,8 +204,11 @@ def faulty_step(pipeline: Pipeline, node: Node, fault: Fault | None, run_: Run) 
 
     def run_sync(**kwargs: Any) -> Any:
         started(kwargs)
-        if fault == "raise":
-            raise Boom(node.name)
+        raise_fault(fault, node.name)
+        if fault == "stop":
+            raise StopIteration  # asyncio cannot take it: the library makes it RuntimeError
+        if fault == "unreadable":
+            return Unreadable(pure(node, kwargs))
         if fault == "timeout":
             run_.over.wait(BOUND)  # past its timeout: a thread cannot be stopped, so it waits
         if fault == "block":
@@ -241,6 +293,11 @@ def check_fault_outcome(got: Any, expected: Any, cancelled: bool) -> None:
     if isinstance(expected, Failed):
         injected = {type(error) for error in expected.errors.values()}
         assert type(got) in injected, (got, injected)
+        notes = getattr(got, "__notes__", None)
+        if isinstance(got, FrozenBoom):
+            assert notes is None  # it refuses notes, and reaches its waiters all the same
+        elif notes is not None:
+            assert sum(note.startswith("Raised by step") for note in notes) == 1, notes
     else:
         check_outcome(got, expected)
 
@@ -265,7 +322,7 @@ def test_every_call_ends_with_a_value_or_the_injected_error(
         pipeline, steps = build_faulty(dag, faults, run_)
         try:
             pipeline.add_environment_resources(**seeds)
-            callers = [asyncio.create_task(demand(pipeline, steps, t)) for t in wanted]
+            callers: list[asyncio.Task[Any]] = []
             fired = asyncio.Event()
 
             def fire(kind: str) -> None:
@@ -273,11 +330,16 @@ def test_every_call_ends_with_a_value_or_the_injected_error(
                     return
                 fired.set()
                 for index in cancel:
-                    if not callers[index].done():
+                    if index < len(callers) and not callers[index].done():
                         event("a caller was cancelled mid-run")
                         callers[index].cancel()
 
-            run_.hook = fire
+            run_.hook = fire  # before the callers: an eager task starts its steps at once
+            callers.extend(asyncio.create_task(demand(pipeline, steps, t)) for t in wanted)
+            if fired.is_set():  # fired while the callers were being created
+                for index in cancel:
+                    if not callers[index].done():
+                        callers[index].cancel()
             watch = [
                 asyncio.create_task(fired.wait()),
                 asyncio.create_task(asyncio.wait(callers)),
@@ -307,9 +369,12 @@ def test_every_call_ends_with_a_value_or_the_injected_error(
 
 
 @settings(max_examples=200, deadline=None)
-@given(faulty_cases(calls=3))
-def test_failures_are_not_cached(case: Case) -> None:
-    """Each target called twice in turn: a failed one fails again from a fresh run."""
+@given(faulty_cases(calls=3), st.sampled_from(["await", "observer"]))
+def test_failures_are_not_cached(case: Case, via: str) -> None:
+    """Each target demanded again the moment its failure is heard, in the same loop iteration:
+    from the caller's own ``except`` (``await``), or from an ``observe`` subscriber's
+    ``on_error`` (``observer``, for resource targets). A failed one fails again from a fresh
+    run, and a computed one comes from the store."""
     dag, faults, seeds, wanted = case
     specs = oracle_specs(dag, faults)
     reference = Reference(specs, seeds)
@@ -321,16 +386,41 @@ def test_failures_are_not_cached(case: Case) -> None:
     async def call(pipeline: Pipeline, steps: dict[str, Step[Any]], target: Target) -> Any:
         try:
             return await demand(pipeline, steps, target)
-        except (Boom, TimeoutError, MissingResourceError) as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # injected BaseExceptions included
             return exc
+
+    async def twice(
+        pipeline: Pipeline, steps: dict[str, Step[Any]], target: Target
+    ) -> tuple[Any, Any, int]:
+        kind, name = target
+        if via == "await" or kind != "resource":
+            first = await call(pipeline, steps, target)
+            before = len(run_.starts)
+            return first, await call(pipeline, steps, target), before
+        loop = asyncio.get_running_loop()
+        heard: asyncio.Future[tuple[Any, int]] = loop.create_future()
+        again: list[asyncio.Task[Any]] = []
+
+        def on_error(error: Exception) -> None:
+            # Synchronously, in the notification of the failure.
+            heard.set_result((error, len(run_.starts)))
+            again.append(loop.create_task(call(pipeline, steps, target)))
+
+        def on_next(value: Any) -> None:
+            heard.set_result((value, len(run_.starts)))
+
+        pipeline.observe(name).subscribe(on_next, on_error)
+        first, before = await heard
+        second = await again[0] if again else await call(pipeline, steps, target)
+        return first, second, before
 
     async def main() -> None:
         pipeline, steps = build_faulty(dag, faults, run_)
         pipeline.add_environment_resources(**seeds)
         for target, want in zip(wanted, expected, strict=True):
-            first = await call(pipeline, steps, target)
-            before = len(run_.starts)
-            second = await call(pipeline, steps, target)
+            first, second, before = await twice(pipeline, steps, target)
             for got in (first, second):
                 check_fault_outcome(got, want, cancelled=False)
             if isinstance(want, Failed):

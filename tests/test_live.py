@@ -469,7 +469,8 @@ async def test_runs_a_push_does_not_affect_keep_running(pipeline: Pipeline) -> N
 
 
 async def test_a_started_thread_runs_to_its_end_and_its_result_is_dropped() -> None:
-    pipeline = Pipeline(executor=ThreadPoolExecutor(2))
+    pool = ThreadPoolExecutor(2)
+    pipeline = Pipeline(executor=pool)
     entered = {1: threading.Event(), 2: threading.Event()}
     release = threading.Event()
 
@@ -487,11 +488,12 @@ async def test_a_started_thread_runs_to_its_end_and_its_result_is_dropped() -> N
         release.set()
         assert await bounded(live.get("out")) == 102
     assert seen == [102]
-    pipeline.executor.shutdown(wait=True)
+    pool.shutdown(wait=True)
 
 
 async def test_a_queued_executor_call_is_cancelled_before_it_starts() -> None:
-    pipeline = Pipeline(executor=ThreadPoolExecutor(1))
+    pool = ThreadPoolExecutor(1)
+    pipeline = Pipeline(executor=pool)
     busy = threading.Event()
     release = threading.Event()
     calls: list[int] = []
@@ -522,7 +524,7 @@ async def test_a_queued_executor_call_is_cancelled_before_it_starts() -> None:
         release.set()
         assert await bounded(live.get("out")) == 2
     assert calls == [2]
-    pipeline.executor.shutdown(wait=True)
+    pool.shutdown(wait=True)
 
 
 # -- 8. errors keep the stream open -------------------------------------------------------------

@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from conftest import eager_tasks_requested, new_eager_loop
 from dags import Dag, Node, dags, default_of, mix, register
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
@@ -45,6 +46,14 @@ BOUND = 10.0
 REVISION: contextvars.ContextVar[int] = contextvars.ContextVar("revision")
 
 pytestmark = pytest.mark.timeout(600)
+
+# Whether this run asked for eager tasks (`--eager-tasks`): the machine makes its own loop.
+EAGER = [False]
+
+
+@pytest.fixture(autouse=True)
+def eager_option(request: pytest.FixtureRequest) -> None:
+    EAGER[0] = eager_tasks_requested(request.config)
 
 
 class Boom(Exception):
@@ -74,7 +83,7 @@ class LiveMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_eager_loop() if EAGER[0] else asyncio.new_event_loop()
         self.reports: list[dict[str, Any]] = []
         self.loop.set_exception_handler(lambda _, context: self.reports.append(context))
         self.runs: list[tuple[str, int, dict[str, Any]]] = []  # (step, revision, inputs)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib
 import subprocess
 import sys
+import typing
 
 import pipeliner_rx
 import pipeliner_rx.exceptions
@@ -12,18 +14,21 @@ import pipeliner_rx.exceptions
 DOCUMENTED = {
     "CycleError",
     "DuplicateProviderError",
+    "EventKind",
     "LiveStats",
     "LiveStore",
     "LiveStoreClosedError",
     "MissingResourceError",
     "Pipeline",
     "PipelineError",
+    "Plan",
     "ResourceConflictError",
     "Scope",
     "ScopeClosedError",
     "Step",
     "StepDecorator",
     "StepEvent",
+    "StepExecutor",
     "StepOutputError",
     "StepPicklingError",
     "StoreInUseError",
@@ -51,17 +56,23 @@ def test_private_modules_export_what_they_define() -> None:
         "_activation",
         "_api",
         "_cells",
-        "_compare",
+        "_compute",
+        "_demand",
         "_events",
         "_format",
         "_executors",
+        "_failure",
+        "_graph",
+        "_items",
         "_join",
         "_live",
         "_liverun",
+        "_map",
         "_pipeline",
         "_revisions",
         "_rx",
         "_scope",
+        "_starts",
         "_step",
         "_store",
         "_threads",
@@ -75,6 +86,28 @@ def test_public_classes_show_the_public_module() -> None:
     assert pipeliner_rx.Pipeline.__module__ == "pipeliner_rx"
     assert pipeliner_rx.Step.__module__ == "pipeliner_rx"
     assert pipeliner_rx.CycleError.__module__ == "pipeliner_rx.exceptions"
+
+
+def test_public_types_are_the_ones_the_api_uses() -> None:
+    assert typing.get_type_hints(pipeliner_rx.StepEvent)["kind"] == pipeliner_rx.EventKind
+    assert typing.get_args(pipeliner_rx.EventKind) == (
+        "started",
+        "succeeded",
+        "failed",
+        "skipped",
+        "cancelled",
+    )
+    executor = typing.get_type_hints(pipeliner_rx.Pipeline.__init__)["executor"]
+    assert executor == pipeliner_rx.StepExecutor | None
+    assert concurrent.futures.Executor in typing.get_args(pipeliner_rx.StepExecutor)
+    pipeline = pipeliner_rx.Pipeline()
+
+    @pipeline.step(provides="x")
+    async def x() -> int:
+        return 1
+
+    assert isinstance(pipeline.plan("x"), pipeliner_rx.Plan)
+    assert pipeliner_rx.Plan.__module__ == "pipeliner_rx"
 
 
 def test_errors_form_one_hierarchy() -> None:
@@ -97,7 +130,7 @@ def test_module_level_functions_use_the_default_pipeline() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, pipeliner_rx; "
-        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+        "print(sorted(m for m in ('dask', 'distributed', 'opentelemetry') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

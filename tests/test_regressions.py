@@ -61,7 +61,8 @@ async def test_demand_from_inside_a_step_that_needs_the_step_is_a_cycle(
 ) -> None:
     @pipeline.step(provides="total")
     async def total(x: int) -> int:
-        return x + await pipeline.resource("report")
+        report: int = await pipeline.resource("report")
+        return x + report
 
     @pipeline.step(provides="report")
     async def report(total: int) -> int:
@@ -148,9 +149,10 @@ async def test_observe_subscribed_from_another_thread_gets_errors(pipeline: Pipe
     loop = asyncio.get_running_loop()
 
     def subscribe() -> None:
-        pipeline.observe("a").subscribe(
-            on_error=lambda e: loop.call_soon_threadsafe(errors.set_result, e)
-        )
+        def on_error(e: Exception) -> None:
+            loop.call_soon_threadsafe(errors.set_result, e)
+
+        pipeline.observe("a").subscribe(on_error=on_error)
 
     await asyncio.to_thread(subscribe)
     assert isinstance(await asyncio.wait_for(errors, 1), CycleError)

@@ -94,10 +94,11 @@ async def test_observe_composes_with_operators(pipeline: Pipeline) -> None:
     async def v(x: int) -> int:
         return x * 2
 
+    def add(pair: tuple[int, ...]) -> int:  # mypy infers no item type for a lambda here
+        return pair[0] + pair[1]
+
     pipeline.add_environment_resources(x=5)
-    combined = reactivex.zip(pipeline.observe("v"), pipeline.observe("x")).pipe(
-        ops.map(lambda pair: pair[0] + pair[1])
-    )
+    combined = reactivex.zip(pipeline.observe("v"), pipeline.observe("x")).pipe(ops.map(add))
     assert await asyncio.wait_for(combined, 1) == 15
 
 

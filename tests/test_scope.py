@@ -9,10 +9,10 @@ import pytest
 from helpers import blocking_step
 
 import pipeliner_rx
-from pipeliner_rx import Pipeline, PipelineError, Scope
+from pipeliner_rx import Pipeline, PipelineError, Scope, Step
 
 
-def seed(pipeline: Pipeline, runs: list[str]) -> Any:
+def seed(pipeline: Pipeline, runs: list[str]) -> Step[tuple[int, int]]:
     @pipeline.step(provides="result")
     async def divide(base: int, divisor: int) -> int:
         runs.append("divide")
@@ -71,8 +71,15 @@ async def test_scope_follows_tasks_created_inside(pipeline: Pipeline) -> None:
 async def test_a_closed_scope_refuses_work(pipeline: Pipeline) -> None:
     runs: list[str] = []
     get_division = seed(pipeline, runs)
+    gate = asyncio.Event()
+
+    async def later() -> Any:
+        await gate.wait()
+        return await get_division()
+
     with pipeline.scope(base=9, divisor=3) as scope:
-        late = asyncio.create_task(get_division())  # outlives the scope
+        late = asyncio.create_task(later())  # in the scope, and outlives it
+    gate.set()
     with pytest.raises(PipelineError, match="closed"):
         await asyncio.wait_for(late, 1)
     with pytest.raises(PipelineError, match="closed"):
