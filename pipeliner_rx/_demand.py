@@ -9,11 +9,14 @@ own values are pushed, and the activations start.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from reactivex import Observable
 
 from . import _starts
 from ._activation import Activation, current_activation, release
+from ._failure import failure_chain
 from ._join import Join
 from ._starts import queued
 from ._store import Store, complete_all
@@ -22,7 +25,7 @@ from .exceptions import CycleError, MissingResourceError
 if TYPE_CHECKING:
     from ._step import Step
 
-__all__ = ["Link", "activate"]
+__all__ = ["Link", "Listener", "activate"]
 
 
 class Link(Activation):
@@ -269,3 +272,56 @@ def _start_all(order: list[Activation]) -> None:
     for activation in order:
         if not activation.finished:
             activation.start()
+
+
+class Listener:
+    """A caller's side of a demand: wait for the sources, then withdraw and tell.
+
+    Every way of asking for resources (a step call, `resource`, `observe`) listens through
+    one: when the values arrive or one fails, the caller's demands are withdrawn (providers
+    nobody needs any more are cancelled), a failure's chain is noted for this caller, and the
+    caller hears. `withdraw` does the same for a caller that goes away first.
+    """
+
+    __slots__ = ("_held", "_join")
+
+    def __init__(
+        self,
+        demands: list[Activation],
+        sources: Sequence[Observable[Any]],
+        what: str,
+        ready: Callable[[list[Any]], None],
+        failed: Callable[[BaseException], None],
+    ) -> None:
+        # The demands until withdrawn, in a list of its own: the join's callback must not
+        # hold the listener itself (a reference cycle per call).
+        held = [demands]
+        self._held = held
+
+        def on_error(error: BaseException, index: int) -> None:
+            _release(held)  # failed elsewhere perhaps: nobody needs the rest any more
+            failure = demands[0].failure if demands else None
+            if failure is not None and failure.error is error:
+                failure.reached(what, failure_chain(demands[0]))
+            failed(error)
+
+        self._join = Join(sources, ready, on_error)
+
+    @property
+    def done(self) -> bool:
+        """Whether the caller has heard (or withdrawn)."""
+        return self._join.done
+
+    def withdraw(self) -> None:
+        """Stop listening (if still listening) and withdraw the demands, once.
+
+        After the values arrived the caller withdraws too: providers still pending (their
+        outputs were pushed meanwhile) are not needed any more.
+        """
+        self._join.dispose()
+        _release(self._held)
+
+
+def _release(held: list[list[Activation]]) -> None:
+    if held:
+        release(held.pop())

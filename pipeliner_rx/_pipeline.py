@@ -13,12 +13,10 @@ from reactivex.subject import AsyncSubject
 
 from ._activation import Activation, release
 from ._compute import compute
-from ._demand import activate
+from ._demand import Listener, activate
 from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
-from ._failure import failure_chain
 from ._graph import Plan, make_plan, mimebundle, to_dot, to_mermaid
-from ._join import Join
 from ._live import LiveStore
 from ._map import Results, Source, map_items
 from ._rx import check_name, feed, observe
@@ -620,24 +618,15 @@ async def _wait(
         if not future.done():
             future.set_result(values)
 
-    def failed(error: BaseException, index: int) -> None:
+    def failed(error: BaseException) -> None:
         if not future.done():
             future.set_exception(error)
 
-    join = Join(sources, ready, failed)
+    listener = Listener(demands, sources, what, ready, failed)
     try:
         return await future
-    except BaseException as exc:
-        if demands and not isinstance(exc, asyncio.CancelledError):
-            failure = demands[0].failure
-            if failure is not None and failure.error is exc:
-                failure.reached(what, failure_chain(demands[0]))
-        raise
     finally:
-        # Cancelled, failed (perhaps elsewhere than in what it demanded) or done: providers
-        # nobody needs any more are cancelled.
-        join.dispose()
-        release(demands)
+        listener.withdraw()  # the caller went away first (cancelled, timed out)
 
 
 def _names(targets: Step[Any] | Iterable[str | Step[Any]] | None) -> list[str] | None:

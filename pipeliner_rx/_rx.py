@@ -10,10 +10,8 @@ from typing import TYPE_CHECKING, Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
-from ._activation import fail_downstream, release
-from ._demand import activate
-from ._failure import failure_chain
-from ._join import Join
+from ._activation import fail_downstream
+from ._demand import Listener, activate
 from ._store import Store, is_present
 from ._threads import call_on_loop, guarded, on_loop_thread
 from .exceptions import PipelineError
@@ -82,31 +80,27 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
 
         def ready(values: list[Any]) -> None:
             end()
-            release(demands)
+            listener.withdraw()
             guarded(loop, observer.on_next, values[0])
             guarded(loop, observer.on_completed)
 
-        def failed(error: BaseException, index: int) -> None:
+        def failed(error: BaseException) -> None:
             end()
-            release(demands)  # failed elsewhere perhaps: providers nobody needs are cancelled
-            failure = demands[0].failure if demands else None
-            if failure is not None and failure.error is error:
-                failure.reached(f"`{name}`", failure_chain(demands[0]))
             guarded(loop, observer.on_error, error)
 
-        join = Join([subject], ready, failed)
+        listener: Listener
+        listener = Listener(demands, [subject], f"`{name}`", ready, failed)
 
         def dispose() -> None:
             end()
-            if not join.done:
-                join.dispose()
-                release(demands)
+            if not listener.done:
+                listener.withdraw()
 
-        if not join.done:
+        if not listener.done:
             # A loop that finishes cancels its tasks: this one tells the observer, which
             # would otherwise never hear anything.
             ended = loop.create_future()
-            task = loop.create_task(_until_loop_ends(ended, join, failed, name))
+            task = loop.create_task(_until_loop_ends(ended, listener, failed, name))
             _watchers.add(task)
             task.add_done_callback(_watchers.discard)
         return Disposable(lambda: call_on_loop(loop, dispose))
@@ -119,23 +113,22 @@ _watchers: set[asyncio.Task[None]] = set()  # referenced until done, as asyncio 
 
 async def _until_loop_ends(
     ended: asyncio.Future[None],
-    join: Join,
-    failed: Callable[[BaseException, int], None],
+    listener: Listener,
+    failed: Callable[[BaseException], None],
     name: str,
 ) -> None:
     """Wait for an observe subscription to end; if the loop's end cancels this, fail it."""
     try:
         await ended
     except asyncio.CancelledError:
-        if not join.done:
-            join.dispose()
+        if not listener.done:
+            listener.withdraw()
             failed(
                 PipelineError(
                     f"The event loop finished while `{name}` was observed and before it had a "
                     f"value. Keep the loop running until the value arrives, or dispose the "
                     f"subscription."
-                ),
-                0,
+                )
             )
         raise
 
