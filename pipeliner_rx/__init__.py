@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._api import (
     add_environment_resources,
     default_pipeline,
+    live,
     resource,
     resource_ready,
     scope,
@@ -18,12 +19,14 @@ from ._api import (
 from ._events import EventKind, StepEvent
 from ._executors import StepExecutor
 from ._graph import Plan
+from ._live import LiveStats, LiveStore
 from ._pipeline import Pipeline, StepDecorator
 from ._scope import Scope
 from ._step import Step
 from .exceptions import (
     CycleError,
     DuplicateProviderError,
+    LiveStoreClosedError,
     MissingResourceError,
     PipelineError,
     ResourceConflictError,
@@ -40,6 +43,9 @@ __all__ = [
     "CycleError",
     "DuplicateProviderError",
     "EventKind",
+    "LiveStats",
+    "LiveStore",
+    "LiveStoreClosedError",
     "MissingResourceError",
     "Pipeline",
     "PipelineError",
@@ -58,6 +64,7 @@ __all__ = [
     "__version__",
     "add_environment_resources",
     "default_pipeline",
+    "live",
     "resource",
     "resource_ready",
     "scope",

@@ -6,6 +6,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, overload
 
 from ._executors import Executor
+from ._live import LiveStore
 from ._pipeline import Pipeline, StepDecorator
 from ._scope import Scope
 from ._step import Provides, Step
@@ -13,6 +14,7 @@ from ._step import Provides, Step
 __all__ = [
     "add_environment_resources",
     "default_pipeline",
+    "live",
     "resource",
     "resource_ready",
     "scope",
@@ -86,6 +88,11 @@ async def resource(name: str, *, timeout: float | None = None) -> Any:  # noqa: 
 def resource_ready(name: str) -> bool:
     """Whether a resource of the default pipeline holds a value."""
     return _default.resource_ready(name)
+
+
+def live(**inputs: Any) -> LiveStore:
+    """A new live store of the default pipeline; see `Pipeline.live`."""
+    return _default.live(**inputs)
 
 
 def scope(**resources: Any) -> Scope:

@@ -29,6 +29,8 @@ class StepEvent:
         error: the exception, for ``failed``; None otherwise.
         scope: the id of the store: 0 for the pipeline's own store, a positive number per scope.
         attempt: the attempt this event belongs to, counting from 1 (see ``retries``).
+        revision: in a live store (`Pipeline.live`), the revision whose inputs the run was
+            given; None outside live stores. ``scope`` is then the live store's id.
     """
 
     step: str
@@ -37,6 +39,7 @@ class StepEvent:
     error: BaseException | None = None
     scope: int = 0
     attempt: int = 1
+    revision: int | None = None
 
 
 class Events:
@@ -71,3 +74,7 @@ class Events:
     def emit(self, event: StepEvent) -> None:
         """Send ``event`` to every subscriber."""
         self._subject.on_next(event)
+
+    def complete(self) -> None:
+        """End the stream: every subscriber gets ``on_completed`` (a live store's, at close)."""
+        self._subject.on_completed()

@@ -17,6 +17,7 @@ from ._demand import Listener, activate
 from ._events import Events, StepEvent
 from ._executors import Executor, check_executor
 from ._graph import Plan, make_plan, mimebundle, to_dot, to_mermaid
+from ._live import LiveStore
 from ._map import Results, Source, map_items
 from ._rx import check_name, feed, observe
 from ._scope import Scope
@@ -316,6 +317,32 @@ class Pipeline:
             ...     base, result, mod = await get_division()
         """
         return Scope(self, resources)
+
+    def live(self, **inputs: Any) -> LiveStore:
+        """A new `LiveStore`: a store whose inputs change, recomputing only what they affect.
+
+        It starts with the pipeline's environment, overridden by ``inputs``, and is separate
+        from the pipeline's store and from scopes. Push new values with ``push``, follow
+        results with ``observe`` or ``get``; close it with ``with`` / ``async with``.
+
+        Args:
+            **inputs: initial values, overriding the pipeline's environment.
+
+        Returns:
+            The live store.
+
+        Example:
+            >>> async with pipeline.live(price=10.0) as live:
+            ...     live.observe("report").subscribe(print)
+            ...     live.push(price=10.5)
+        """
+        return LiveStore(
+            steps=self.steps,
+            providers=self._providers,
+            environment={**self._environment, **inputs},
+            events=self._events,
+            executor=self.executor,
+        )
 
     def observe(self, name: str) -> Observable[Any]:
         """An Observable that emits resource ``name`` once and completes.

@@ -11,6 +11,7 @@ step keeps its type and reaches the caller with a note naming the step that rais
     ├── StepPicklingError      a sync step, or one of its arguments, cannot be shipped to a worker
     ├── ResourceConflictError  a resource is given a value different from the one it holds
     ├── ScopeClosedError       a scope (or live store) is used after it was closed
+    │   └── LiveStoreClosedError   a live store is used after it was closed
     ├── UnknownTargetError     a target names neither a resource nor a step of the pipeline
     └── StoreInUseError        a store is used from a second running event loop at once
 
@@ -33,6 +34,7 @@ from ._format import short_repr
 __all__ = [
     "CycleError",
     "DuplicateProviderError",
+    "LiveStoreClosedError",
     "MissingResourceError",
     "PipelineError",
     "ResourceConflictError",
@@ -246,6 +248,26 @@ class ScopeClosedError(PipelineError):
         super().__init__(
             f"Scope {scope} is closed: it was left before its work finished. Await the results "
             f"you need inside the scope (`async with pipeline.scope(...):`), or open a new one."
+        )
+
+
+class LiveStoreClosedError(ScopeClosedError):
+    """A live store (`Pipeline.live`) is used after it was closed.
+
+    Raised to a push, ``get`` or subscription made after the live store was closed, and to
+    every ``get`` still waiting when it was closed. A `ScopeClosedError`, so code that handles
+    closed scopes handles closed live stores too.
+
+    Attributes:
+        scope: the id of the live store.
+    """
+
+    def __init__(self, scope: int) -> None:
+        self.scope = scope
+        PipelineError.__init__(
+            self,
+            f"Live store {scope} is closed. Push, `get` and `observe` only while it is open "
+            f"(inside `with pipeline.live(...)`), or open a new live store.",
         )
 
 

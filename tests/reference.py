@@ -17,6 +17,9 @@ The rules it encodes (README, "Semantics in short"):
 - A step that raises stores nothing; its dependents do not run; errors are not cached. Unlike
   the library, the oracle goes on running the independent branches after a failure, so that it
   reports every error a concurrent engine might deliver first.
+
+`LiveReference` is the oracle of live stores: the settled state of every resource for given
+pushed values, evaluated from scratch in topological order (see its docstring).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from typing import Any
 
-__all__ = ["Failed", "Missing", "Reference", "StepSpec"]
+__all__ = ["MISSING", "Err", "Failed", "LiveReference", "Missing", "Reference", "StepSpec"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +159,83 @@ class Reference:
 
 class _Skipped(Exception):
     """Marks a step that did not run because a step it needs failed."""
+
+
+@dataclass(frozen=True)
+class Err:
+    """In a live state: the resource failed; ``source`` is the step that raised."""
+
+    source: str
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Unset()  # in a live state: waits for an input nobody has pushed
+
+
+class LiveReference:
+    """The settled state of a live store, evaluated from scratch for given pushed values.
+
+    The rules it encodes (README, "Live dataflow"): pushed values are inputs, or pins of
+    provided resources (a step whose outputs are all pinned does not run; pinned outputs keep
+    the pushed value). A parameter uses its resource if some step provides it or it was
+    pushed, else its default, else the resource is `MISSING`. A step with a `MISSING` input
+    waits (its outputs are `MISSING`); otherwise a step with a failed input does not run and
+    its outputs carry the first failed input's `Err` (in parameter order); otherwise it runs,
+    and a step that raises gives `Err(step)`. Laziness, cutoff and cancellation change what
+    runs, never the settled state, so the oracle evaluates every step.
+    """
+
+    def __init__(self, steps: Sequence[StepSpec]) -> None:
+        specs = [spec for spec in steps if spec.provides]
+        self.steps = {spec.name: spec for spec in specs}
+        self.providers = {name: spec for spec in specs for name in spec.provides}
+        graph = {
+            spec.name: {self.providers[n].name for n in spec.needs if n in self.providers}
+            for spec in specs
+        }
+        self.order = [self.steps[name] for name in TopologicalSorter(graph).static_order()]
+
+    def state(self, pushed: Mapping[str, Any]) -> dict[str, Any]:
+        """Every resource's settled value, `Err` or `MISSING` for these pushed values."""
+        state: dict[str, Any] = dict(pushed)
+        for spec in self.order:
+            outputs = [name for name in spec.provides if name not in pushed]
+            if not outputs:
+                continue
+            kwargs: dict[str, Any] = {}
+            missing = False
+            error: Err | None = None
+            for need in spec.needs:
+                value = self.argument(state, spec, need)
+                if value is MISSING:
+                    missing = True
+                elif isinstance(value, Err):
+                    error = error or value
+                else:
+                    kwargs[need] = value
+            results: Sequence[Any]
+            if missing:
+                results = [MISSING] * len(spec.provides)
+            elif error is not None:
+                results = [error] * len(spec.provides)
+            else:
+                try:
+                    value = spec.fn(**kwargs)
+                except Exception:
+                    results = [Err(spec.name)] * len(spec.provides)
+                else:
+                    results = (value,) if len(spec.provides) == 1 else value
+            for name, result in zip(spec.provides, results, strict=True):
+                if name not in pushed:
+                    state[name] = result
+        return state
+
+    def argument(self, state: Mapping[str, Any], spec: StepSpec, need: str) -> Any:
+        """What parameter ``need`` of ``spec`` receives in ``state`` (a default, or MISSING)."""
+        if need in state:
+            return state[need]
+        return spec.defaults.get(need, MISSING)

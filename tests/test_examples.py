@@ -75,3 +75,13 @@ def test_progress_example_shows_all_30_steps() -> None:
     result = run_example_full("progress.py")
     assert result.stdout == "30 steps ran; report = 46\n"
     assert "30/30" in result.stderr
+
+
+def test_live_example_prints_each_consistent_report_once() -> None:
+    assert run_example("live.py") == (
+        "portfolio: 320.00 USD\n"
+        "portfolio: 325.00 USD\n"
+        "portfolio: 335.00 USD\n"
+        "portfolio: 301.50 EUR\n"
+        "9 step runs in 3 revisions\n"
+    )
