@@ -12,7 +12,8 @@ Example:
 
 Each attempt of a step gets a span named ``step <name>`` with the attributes
 ``pipeliner_rx.step``, ``pipeliner_rx.provides``, ``pipeliner_rx.scope`` (0 for the pipeline's
-own store, else the scope's id) and ``pipeliner_rx.attempt`` (from 1; see ``retries``). Its parent
+own store, else the scope's id), ``pipeliner_rx.attempt`` (from 1; see ``retries``) and, in a
+live store, ``pipeliner_rx.revision``. Its parent
 is the span that was current where the step was demanded: the caller's request span, or the
 span of the step whose body made the demand. While the step runs its span is the current one, so
 spans made inside it (an HTTP client's, a database driver's, your own) are its children, also
@@ -31,7 +32,7 @@ import contextvars
 import itertools
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 try:
     from opentelemetry import context as otel_context
@@ -149,15 +150,16 @@ class Instrumentation:
         self._end(attempt)
 
     def _start(self, event: StepEvent) -> None:
+        attributes: dict[str, Any] = {
+            "pipeliner_rx.step": event.step,
+            "pipeliner_rx.provides": self._outputs(event.step),
+            "pipeliner_rx.scope": event.scope,
+            "pipeliner_rx.attempt": event.attempt,
+        }
+        if event.revision is not None:  # a run of a live store
+            attributes["pipeliner_rx.revision"] = event.revision
         span = self._tracer.start_span(
-            f"step {event.step}",
-            kind=trace.SpanKind.INTERNAL,
-            attributes={
-                "pipeliner_rx.step": event.step,
-                "pipeliner_rx.provides": self._outputs(event.step),
-                "pipeliner_rx.scope": event.scope,
-                "pipeliner_rx.attempt": event.attempt,
-            },
+            f"step {event.step}", kind=trace.SpanKind.INTERNAL, attributes=attributes
         )
         token = otel_context.attach(trace.set_span_in_context(span))
         attempt = _Attempt(event.step, event.scope, event.attempt, span, token)

@@ -439,3 +439,19 @@ def test_each_request_traces_exactly_the_steps_it_started(
             assert span.status.status_code is StatusCode.UNSET
     assert len(spans) == len(scope_ids) + len(log)  # no other span
     tracing.provider.shutdown()
+
+
+async def test_a_live_store_run_carries_its_revision(pipeline: Pipeline, tracing: Tracing) -> None:
+    @pipeline.step(provides="double")
+    async def twice(x: int) -> int:
+        return 2 * x
+
+    with instrument(pipeline, tracing.provider):
+        async with pipeline.live(x=1) as live:
+            assert await asyncio.wait_for(live.get("double"), 5) == 2
+            revision = live.push(x=2)
+            assert await asyncio.wait_for(live.get("double"), 5) == 4
+    revisions = [
+        span.attributes["pipeliner_rx.revision"] for span in tracing.spans() if span.attributes
+    ]
+    assert revisions[-1] == revision and len(revisions) == 2
