@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import soak
+
 from pipeliner_rx import LiveStore, Pipeline
 
 # -- graphs -------------------------------------------------------------------------------------
@@ -56,26 +58,9 @@ def chains(steps: int) -> Pipeline:
 
 
 def seed_pipeline() -> Pipeline:
-    """The README example's steps that provide something (no prints)."""
-    pipeline = Pipeline()
-
-    @pipeline.step(provides="base")
-    async def base_provider() -> int:
-        return 23
-
-    @pipeline.step(provides="result")
-    async def divide(base: int, divisor: int) -> int:
-        return base // divisor
-
-    @pipeline.step(provides="modulus")
-    async def mod(base: int, divisor: int) -> int:
-        return base % divisor
-
-    @pipeline.step(provides=("res_times_mod", "res_minus_mod"))
-    async def get_resmod(result: int, modulus: int) -> tuple[int, int]:
-        return result * modulus, result - modulus
-
-    return pipeline
+    """The README example's steps (soak's definition; the step that provides nothing does not
+    run in a live store)."""
+    return soak.seed_pipeline()[0]
 
 
 # -- measuring ----------------------------------------------------------------------------------

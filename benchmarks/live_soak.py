@@ -23,6 +23,8 @@ import time
 import tracemalloc
 from typing import TYPE_CHECKING, Any
 
+from soak import seed_pipeline as seed_steps
+
 if TYPE_CHECKING:
     from pipeliner_rx import Pipeline
 
@@ -30,28 +32,9 @@ LIMIT = 10.0  # percent of growth that fails the soak
 
 
 def seed_pipeline() -> Pipeline:
-    """The README example's steps on a fresh pipeline."""
-    from pipeliner_rx import Pipeline  # imported once tracemalloc runs: see `main`
-
-    pipeline = Pipeline()
-
-    @pipeline.step(provides="base")
-    async def base_provider() -> int:
-        return 23
-
-    @pipeline.step(provides="result")
-    async def divide(base: int, divisor: int) -> int:
-        return base // divisor
-
-    @pipeline.step(provides="modulus")
-    async def mod(base: int, divisor: int) -> int:
-        return base % divisor
-
-    @pipeline.step(provides=("res_times_mod", "res_minus_mod"))
-    async def get_resmod(result: int, modulus: int) -> tuple[int, int]:
-        return result * modulus, result - modulus
-
-    return pipeline
+    """The README example's steps (soak's definition; the step that provides nothing does not
+    run in a live store)."""
+    return seed_steps()[0]
 
 
 def rss_kib() -> int:
