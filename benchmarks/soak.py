@@ -174,7 +174,9 @@ async def pushes(count: int) -> Phase:
 
     phase = Phase("pushes", count)
     await soak(phase, one)
-    assert pipeline._store.subjects.keys() <= {"base"}, pipeline._store.subjects.keys()
+    assert pipeline._engine.store.subjects.keys() <= {"base"}, (
+        pipeline._engine.store.subjects.keys()
+    )
     return phase
 
 

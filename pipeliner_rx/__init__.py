@@ -18,9 +18,9 @@ from ._api import (
 )
 from ._events import EventKind, StepEvent
 from ._executors import StepExecutor
-from ._graph import Plan
 from ._live import LiveStats, LiveStore
 from ._pipeline import Pipeline, StepDecorator
+from ._plans import Plan
 from ._scope import Scope
 from ._step import Step
 from .exceptions import (

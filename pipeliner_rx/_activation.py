@@ -98,16 +98,7 @@ class Activation:
             store.private.add(self)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("activate %s", self.step.label)
-        step = self.step
-        if step.has_defaults:
-            providers = step.pipeline._providers
-            self.inputs = [
-                p.name
-                for p in step.params
-                if not p.has_default or p.name in providers or store.present(p.name)
-            ]
-        else:
-            self.inputs = step.param_names
+        # The plan chose the inputs: a defaulted parameter only when provided or present.
         subjects = [store.subject(name) for name in self.inputs]
         if all(is_present(subject) for subject in subjects):
             self._ready([subject.value for subject in subjects])  # nothing to wait for
@@ -135,7 +126,7 @@ class Activation:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("skip %s: its outputs are present", step.label)
             self._retire()
-            events = step.pipeline._events
+            events = step.engine.events
             if events.observers:
                 events.emit(StepEvent(step.label, "skipped", scope=store.id))
             return
@@ -153,7 +144,7 @@ class Activation:
         assert loop is not None  # a store is bound before anything is activated
         # The step's task runs in its store's scope, in a copy of its demand's context.
         context = self.context.copy()
-        scope_var = step.pipeline._scope_var
+        scope_var = step.engine.scope_var
         scope = store if store.id else None
         if context.get(scope_var) is not scope:
             context.run(scope_var.set, scope)
@@ -169,9 +160,10 @@ class Activation:
             # one after the other instead of one inside the other.
             _starts.start(loop, self, kwargs, context)
 
-    def _launch(
+    def launch(
         self, loop: asyncio.AbstractEventLoop, kwargs: dict[str, Any], context: contextvars.Context
     ) -> None:
+        """Create the step's task (a queued start, `_starts`), unless cancelled meanwhile."""
         if self.finished:
             return  # cancelled while its start was queued
         if _starts.EAGER_START and loop.get_task_factory() is None:
@@ -229,7 +221,7 @@ class Activation:
     def _started(self, attempt: int) -> float:
         """Log and announce an attempt; its start time, or 0.0 when nobody watches."""
         step = self.step
-        events = step.pipeline._events
+        events = step.engine.events
         debug = logger.isEnabledFor(logging.DEBUG)
         if not debug and not events.observers:
             return 0.0  # the common case costs two checks, not a clock reading
@@ -243,7 +235,7 @@ class Activation:
         step = self.step
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("failed %s (attempt %d): %r", step.label, attempt, exc)
-        events = step.pipeline._events
+        events = step.engine.events
         if events.observers:
             elapsed = time.perf_counter() - start if start else None
             events.emit(StepEvent(step.label, "failed", elapsed, exc, self.store.id, attempt))
@@ -273,7 +265,7 @@ class Activation:
                     f"Demand them again to rerun it."
                 )
             )
-        events = step.pipeline._events
+        events = step.engine.events
         if events.observers:
             elapsed = time.perf_counter() - start if start else None
             events.emit(StepEvent(step.label, "cancelled", elapsed, None, self.store.id, attempt))
@@ -299,7 +291,7 @@ class Activation:
             # An async callable that is not a coroutine function may hand back any awaitable
             # (or, exceptionally, the value itself).
             return await result if inspect.isawaitable(result) else result
-        executor = step.executor if step.executor is not None else step.pipeline.executor
+        executor = step.executor if step.executor is not None else step.engine.executor
         result = await run_sync(step, kwargs, executor)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
@@ -332,7 +324,7 @@ class Activation:
         # Every output is held before anyone hears of one (an emission is atomic); the
         # `succeeded` event comes then, before dependents hear (and, eagerly, start).
         settled = settle_all(self._subjects(), values)
-        events = step.pipeline._events
+        events = step.engine.events
         if events.observers:
             elapsed = time.perf_counter() - start
             events.emit(StepEvent(step.label, "succeeded", elapsed, None, self.store.id, attempt))

@@ -1,12 +1,15 @@
 """The data of a live store: a `Cell` per resource, a `Node` per providing step, and runs.
 
-Plain records with slots; `_revisions.Scheduler` owns the rules that change them.
+Plain records with slots, and `Cell.write`, the one rule for giving a cell a new value;
+`_revisions.Scheduler` and `_live_settle.Settler` own the rules that change them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ._store import same
 
 if TYPE_CHECKING:
     from ._step import Step
@@ -61,6 +64,22 @@ class Cell:
         """Whether the cell is consistent with the latest applied revision."""
         provider = self.provider
         return provider is None or self.pinned or provider.state == CLEAN
+
+    def write(self, value: Any, revision: int) -> bool:
+        """Set ``value`` in ``revision``, clearing any error; whether the cell changed.
+
+        An equal value (``==``) keeps its value stamp: observers do not hear it again.
+        """
+        equal = self.has_value and same(self.value, value)
+        if equal and self.error is None:
+            return False
+        if not equal:
+            self.value = value
+            self.has_value = True
+            self.value_stamp = revision
+        self.error = None
+        self.stamp = revision
+        return True
 
 
 class Node:

@@ -1,9 +1,9 @@
-"""The demand walk: which steps a call, `resource` or `observe` activates, checked as a whole.
+"""Demands: the activations a call, `resource` or `observe` makes from a compiled plan.
 
-A demand walks the missing part of the graph depth first with an explicit stack (depth costs
-no recursion), raises `MissingResourceError` or `CycleError` before anything changes, then
-commits: shared steps are demanded in the pipeline's store, demand counts are taken, the call's
-own values are pushed, and the activations start.
+A demand takes the pipeline's compiled plan for the store's state (`_plans`), shares the steps
+that are active already, raises `MissingResourceError` or `CycleError` before anything changes,
+then commits: shared steps are demanded in the pipeline's store, demand counts are taken, the
+call's own values are pushed, and the activations start.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from . import _starts
 from ._activation import Activation, current_activation, release
 from ._failure import failure_chain
 from ._join import Join
+from ._plans import Compiled
 from ._starts import queued
 from ._store import Store, complete_all
 from .exceptions import CycleError, MissingResourceError
 
 if TYPE_CHECKING:
+    from ._engine import Engine
     from ._step import Step
 
 __all__ = ["Link", "Listener", "activate"]
@@ -69,21 +71,9 @@ def _shared_hint(step: Step[Any]) -> str:
     )
 
 
-class _Frame:
-    __slots__ = ("deps", "index", "step", "unprovided", "via")
-
-    def __init__(self, step: Step[Any], via: str | None) -> None:
-        self.step = step
-        self.via = via
-        self.index = 0
-        # Ordered set of the activations this step waits on.
-        self.deps: dict[Activation, None] = {}
-        self.unprovided: list[str] | None = None  # made only when there is one
-
-
 def activate(
+    engine: Engine,
     store: Store,
-    providers: Mapping[str, Step[Any]],
     *,
     step: Step[Any] | None = None,
     names: Sequence[str] = (),
@@ -93,144 +83,113 @@ def activate(
 ) -> list[Activation]:
     """Activate what ``step`` (or the resources ``names``) need, and return the direct demands.
 
-    Walks the missing part of the graph depth first with an explicit stack, so depth costs no
-    recursion. ``strict`` (a step call) raises `MissingResourceError` for inputs nothing can
-    supply, before anything starts, also when they are awaited by steps already active;
-    otherwise such inputs are awaited until someone pushes them. A provider met again on the
-    walk's own path, or the step whose task makes this demand, is a `CycleError`. ``step``
-    itself is activated (privately if it provides nothing) unless it is active already. Each
-    returned activation carries one demand for the caller, withdrawn with `release`.
+    The walk is the pipeline's compiled plan for the store's state (`_plans`); steps of it
+    that are active already are shared, not made again. ``strict`` (a step call) raises
+    `MissingResourceError` for inputs nothing can supply, before anything starts, also when
+    they are awaited by steps already active; otherwise such inputs are awaited until someone
+    pushes them. A cycle, or a demand that comes back to the step whose task makes it, is a
+    `CycleError`. ``step`` itself is activated (privately if it provides nothing) unless it is
+    active already. Each returned activation carries one demand for the caller, withdrawn with
+    `release`.
 
-    ``supplied`` are the call's own values: the walk treats them as present, and they are
-    pushed only once the walk has succeeded, so a rejected call leaves the store as it was.
+    ``supplied`` are the call's own values: the plan treats them as present, and they are
+    pushed only once the demand is checked, so a rejected call leaves the store as it was.
     """
+    plan = engine.plans.get(store, step, tuple(names), strict, supplied or None)
+    missing = list(plan.missing)
+    count = len(plan.steps)
+    made: list[Activation | None] = [None] * count
+    make = [True] * count
     active = store.active
-    created: dict[Step[Any], Activation] = {}
-    on_path: dict[Step[Any], int] = {}
-    order: list[Activation] = []
-    missing: list[tuple[str, tuple[str, ...]]] = []
-    stack: list[_Frame] = []
-    root = _Frame(step, None) if step is not None else None
-    running = current_activation.get()
-
-    def chain() -> tuple[str, ...]:
-        return tuple(frame.step.name for frame in reversed(stack))
-
-    def inspect_active(found: Activation, via: str) -> None:
-        # An activation of an earlier demand: look through it (iteratively) for inputs that
-        # only a push can supply, and for the step that is making this demand.
-        seen: set[Activation] = set()
-        work = [(found, (found.step.name, *chain()))]
+    if active:
+        # Steps active already (an earlier demand) are shared: what only they need is not made.
+        make = [False] * count
+        running = current_activation.get()
+        work = list(plan.top)
         while work:
-            activation, needed_by = work.pop()
-            if activation in seen or activation.finished:
+            index = work.pop()
+            if make[index] or made[index] is not None:
                 continue
-            seen.add(activation)
-            if activation is running:
-                # `via` flows up the walk's stack to what the running step awaits inside.
-                path = [via]
-                for frame in reversed(stack):
-                    path += [frame.step.name, frame.via or frame.step.name]
-                raise CycleError([*path, activation.step.name, activation.step.provides[0]])
-            if strict and activation.unprovided:
-                missing.extend(
-                    (name, needed_by) for name in activation.unprovided if not store.present(name)
-                )
-            work.extend((up, (up.step.name, *needed_by)) for up in activation.upstream)
-
-    def need(name: str, has_default: bool, frame: _Frame | None) -> None:
-        if store.present(name) or (supplied and name in supplied):
-            return
-        provider = providers.get(name)
-        if provider is None:
-            if not has_default:
-                if strict:
-                    missing.append((name, chain()))
-                elif frame is not None:
-                    if frame.unprovided is None:
-                        frame.unprovided = []
-                    frame.unprovided.append(name)
-            return
-        deps = frame.deps if frame is not None else top
-        found = created.get(provider)
-        if found is None:
-            found = active.get(provider)
-            if found is not None:
-                inspect_active(found, name)
-        if found is not None:
-            deps[found] = None
-            return
-        if provider.shared and home is not None:
-            link = Link(provider, store, False, context)
-            created[provider] = link
-            order.append(link)
-            links.append(link)
-            deps[link] = None
-            return
-        at = on_path.get(provider)
-        if at is not None:
-            path = [name]
-            for frame_ in reversed(stack[at + 1 :]):
-                path += [frame_.step.name, frame_.via or ""]
-            raise CycleError([*path, provider.name, name])
-        on_path[provider] = len(stack)
-        stack.append(_Frame(provider, name))
-
-    def walk() -> None:
-        while stack:
-            frame = stack[-1]
-            params = frame.step.params
-            if frame.index < len(params):
-                param = params[frame.index]
-                frame.index += 1
-                need(param.name, param.has_default, frame)
+            found = None if index == plan.private else active.get(plan.steps[index])
+            if found is None:
+                make[index] = True
+                work.extend(plan.deps[index])
                 continue
-            stack.pop()
-            del on_path[frame.step]
-            private = frame is root and not frame.step.provides
-            activation = Activation(frame.step, store, private, context)
-            activation.upstream = list(frame.deps)
-            activation.unprovided = frame.unprovided
-            if not private:
-                created[frame.step] = activation
-            order.append(activation)
-            (stack[-1].deps if stack else top)[activation] = None
-
-    top: dict[Activation, None] = {}
-    context = contextvars.copy_context()
-    home = store.root  # a scope's pipeline store, where its shared steps run
-    links: list[Link] = []
-    if root is not None:
-        found = active.get(root.step) if root.step.provides else None
-        if found is not None:
-            inspect_active(found, root.step.provides[0])
-            top[found] = None
-        else:
-            on_path[root.step] = 0
-            stack.append(root)
-            walk()
-    for name in names:
-        need(name, False, None)
-        walk()
+            made[index] = found
+            _inspect_active(plan, index, found, running, strict, store, missing)
     if missing:
         raise MissingResourceError(missing, step.name if step is not None else names[0], hint)
+    context = contextvars.copy_context()
+    order: list[Activation] = []
+    links: list[Link] = []
+    for index in range(count):
+        if not make[index]:
+            continue
+        s = plan.steps[index]
+        activation: Activation
+        if plan.links[index]:
+            link = Link(s, store, False, context)
+            links.append(link)
+            activation = link
+        else:
+            activation = Activation(s, store, index == plan.private, context)
+            activation.upstream = [made[dep] for dep in plan.deps[index]]  # type: ignore[misc]
+            activation.unprovided = plan.unprovided[index]
+        activation.inputs = plan.inputs[index]
+        made[index] = activation
+        order.append(activation)
+    demands: list[Activation] = [made[index] for index in plan.top]  # type: ignore[misc]
     loop = store.loop
     if _starts.EAGER_START or (loop is not None and loop.get_task_factory() is not None):
         # Tasks may start eagerly: none starts before every activation has subscribed.
         with queued():
-            return _commit(store, providers, order, links, list(top), supplied)
-    return _commit(store, providers, order, links, list(top), supplied)
+            return _commit(engine, store, order, links, demands, supplied)
+    return _commit(engine, store, order, links, demands, supplied)
+
+
+def _inspect_active(
+    plan: Compiled,
+    index: int,
+    found: Activation,
+    running: Activation | None,
+    strict: bool,
+    store: Store,
+    missing: list[tuple[str, tuple[str, ...]]],
+) -> None:
+    """Look through an active step of the plan (iteratively) for inputs only a push can
+    supply, and for the step whose task makes this demand (which would wait on itself)."""
+    parent = plan.parent[index]
+    needed_by = plan.chain(parent) if parent >= 0 else ()
+    seen: set[Activation] = set()
+    work = [(found, (found.step.name, *needed_by))]
+    while work:
+        activation, chain = work.pop()
+        if activation in seen or activation.finished:
+            continue
+        seen.add(activation)
+        if activation is running:
+            # The path runs from what the running step awaits, up the plan, to the step.
+            path = [plan.via[index] or found.step.provides[0]]
+            while parent >= 0:
+                path += [plan.steps[parent].name, plan.via[parent] or plan.steps[parent].name]
+                parent = plan.parent[parent]
+            raise CycleError([*path, activation.step.name, activation.step.provides[0]])
+        if strict and activation.unprovided:
+            missing.extend(
+                (name, chain) for name in activation.unprovided if not store.present(name)
+            )
+        work.extend((up, (up.step.name, *chain)) for up in activation.upstream)
 
 
 def _commit(
+    engine: Engine,
     store: Store,
-    providers: Mapping[str, Step[Any]],
     order: list[Activation],
     links: list[Link],
     demands: list[Activation],
     supplied: Mapping[str, Any] | None,
 ) -> list[Activation]:
-    """Make a successful walk real: shared demands, demand counts, the call's values, starts."""
+    """Make a checked demand real: shared demands, demand counts, the call's values, starts."""
     # Shared steps are demanded in the pipeline's store (each demand counted there once).
     shared_demands: list[list[Activation]] = []
     home = store.root
@@ -240,8 +199,8 @@ def _commit(
             home.bind(store.loop)
             shared_demands.append(
                 activate(
+                    engine,
                     home,
-                    providers,
                     names=link.step.provides,
                     strict=True,
                     hint=_shared_hint(link.step),
@@ -251,7 +210,7 @@ def _commit(
             for made in shared_demands:
                 release(made)
             raise
-    # Nothing changes in this store before the whole walk has succeeded.
+    # Nothing changes in this store before the whole demand has been checked.
     active = store.active
     for activation in order:
         if not activation.private:

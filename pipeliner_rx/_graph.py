@@ -1,22 +1,30 @@
-"""The pipeline as a graph: Mermaid and Graphviz export, rendering, and dry-run plans."""
+"""The pipeline as a graph: Mermaid and Graphviz export, rendering, and plans' drawings."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import CycleError, UnknownTargetError
+from .exceptions import UnknownTargetError
 
 if TYPE_CHECKING:
     from ._step import Step
     from ._store import Store
 
-__all__ = ["downstream", "Plan", "make_plan", "mimebundle", "render_dot", "to_dot", "to_mermaid"]
+__all__ = [
+    "Box",
+    "Drawing",
+    "downstream",
+    "mimebundle",
+    "plan_drawing",
+    "render_dot",
+    "to_dot",
+    "to_mermaid",
+]
 
 
 def downstream(steps: Iterable[Step[Any]], names: Iterable[str]) -> set[str]:
@@ -83,7 +91,7 @@ def _resource_state(name: str, providers: Mapping[str, Step[Any]], store: Store)
 
 
 @dataclass(frozen=True, slots=True)
-class _Box:
+class Box:
     """A step as drawn: its name, the resources it needs and gives, and how it is styled."""
 
     name: str
@@ -93,10 +101,10 @@ class _Box:
 
 
 @dataclass(frozen=True, slots=True)
-class _Drawing:
+class Drawing:
     """What both exports draw: boxes, and each resource's state (computed, input, present)."""
 
-    boxes: tuple[_Box, ...] = ()
+    boxes: tuple[Box, ...] = ()
     resources: tuple[tuple[str, str], ...] = ()
 
     def mermaid(self) -> str:
@@ -160,10 +168,10 @@ def _drawing(
     providers: Mapping[str, Step[Any]],
     store: Store,
     targets: Iterable[str] | None,
-) -> _Drawing:
+) -> Drawing:
     steps, resources = _graph(steps, providers, targets)
-    return _Drawing(
-        tuple(_Box(step.label, step.param_names, step.provides) for step in steps),
+    return Drawing(
+        tuple(Box(step.label, step.param_names, step.provides) for step in steps),
         tuple((name, _resource_state(name, providers, store)) for name in resources),
     )
 
@@ -233,158 +241,21 @@ def _dot_label(label: str) -> str:
     return '"' + label.replace('"', '\\"') + '"'
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What a call would do, worked out without running anything.
-
-    Attributes:
-        target: the name of what was planned.
-        runs: the steps that would run, in an order that respects their dependencies.
-        skips: the steps that would not run because their outputs are present.
-        missing: the resources that nothing supplies (the call would raise
-            `MissingResourceError`).
-        reasons: for each step in ``runs`` and ``skips``, why.
-    """
-
-    target: str
-    runs: list[str] = field(default_factory=list)
-    skips: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    reasons: dict[str, str] = field(default_factory=dict)
-    _drawing: _Drawing = field(default=_Drawing(), repr=False, compare=False)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        """The plan as a graph in Jupyter (see `Pipeline._repr_mimebundle_`).
-
-        The steps that would run are drawn as in `Pipeline.to_dot`, the skipped ones dashed and
-        grey, with what the call would supply marked *present*.
-        """
-        return mimebundle(self._drawing.dot, self._drawing.mermaid)
-
-    def __str__(self) -> str:
-        lines = [f"Plan for `{self.target}`:"]
-        if not self.runs and not self.skips:
-            lines.append("  nothing to do")
-        width = max((len(name) for name in [*self.runs, *self.skips]), default=0)
-        for verb, names in (("run ", self.runs), ("skip", self.skips)):
-            lines += [f"  {verb}  {name:<{width}}  {self.reasons[name]}" for name in names]
-        if self.missing:
-            listed = ", ".join(f"`{name}`" for name in self.missing)
-            lines.append(
-                f"  missing: {listed}; supply {'it' if len(self.missing) == 1 else 'them'} to the "
-                f"call or with `add_environment_resources`, or the call raises "
-                f"MissingResourceError."
-            )
-        return "\n".join(lines)
-
-
-def make_plan(
-    target: Step[Any] | str,
-    steps: Iterable[Step[Any]],
-    providers: Mapping[str, Step[Any]],
-    store: Store,
-    resources: Mapping[str, Any],
-) -> Plan:
-    """Plan ``target`` against ``store`` plus ``resources``; see `Pipeline.plan`."""
-    steps = list(steps)
-    if isinstance(target, str):
-        step = providers.get(target) or next((s for s in steps if s.label == target), None)
-        if step is None:
-            raise UnknownTargetError(target, [s.label for s in steps])
-        root_names = [target] if target in providers else None
-    else:
-        step, root_names = target, None
-
-    def present(name: str) -> bool:
-        return name in resources or store.present(name)
-
-    plan = Plan(target if isinstance(target, str) else target.label)
-    drawn: list[tuple[Step[Any], str]] = []  # each planned step and its style, for the graph
-    missing: dict[str, None] = {}
-    suppressed: dict[Step[Any], str] = {}  # providers not run because what they give is present
-    done: set[Step[Any]] = set()
-    on_path: dict[Step[Any], int] = {}
-    # Explicit stack of (step, index of next parameter): no recursion, as in the engine.
-    stack: list[list[Any]] = []
-
-    def visit(s: Step[Any], via: str | None) -> None:
-        if s.provides and all(present(name) for name in s.provides):
-            if s not in done:
-                done.add(s)
-                plan.skips.append(s.label)
-                drawn.append((s, "skip"))
-                outputs = ", ".join(f"`{name}`" for name in s.provides)
-                plan.reasons[s.label] = f"its outputs ({outputs}) are present"
-            return
-        if s in done:
-            return
-        if s in on_path:
-            path = [via or ""]
-            for frame in reversed(stack[on_path[s] + 1 :]):
-                path += [frame[0].label, frame[2] or ""]
-            raise CycleError([*path, s.label, via or ""])
-        on_path[s] = len(stack)
-        stack.append([s, 0, via])
-
-    if root_names is not None:
-        name = root_names[0]
-        if present(name):
-            plan.skips.append(step.label)
-            plan.reasons[step.label] = f"`{name}` is present"
-            return _with_drawing(plan, [(step, "skip")], providers, present)
-    visit(step, None)
-    while stack:
-        frame = stack[-1]
-        s, index = frame[0], frame[1]
-        if index < len(s.params):
-            frame[1] += 1
-            param = s.params[index]
-            provider = providers.get(param.name)
-            if present(param.name):
-                if provider is not None and provider not in done:
-                    suppressed.setdefault(provider, f"`{param.name}` is present")
-                continue
-            if provider is None:
-                if not param.has_default:
-                    missing[param.name] = None
-                continue
-            visit(provider, param.name)
-            continue
-        stack.pop()
-        del on_path[s]
-        done.add(s)
-        plan.runs.append(s.label)
-        drawn.append((s, "step"))
-        needs = ", ".join(f"`{p.name}`" for p in s.params) or "nothing"
-        if frame[2] is None:
-            plan.reasons[s.label] = f"the target; needs {needs}"
-        else:
-            plan.reasons[s.label] = f"provides missing `{frame[2]}`; needs {needs}"
-    plan.missing.extend(missing)
-    for provider, reason in suppressed.items():
-        if provider.label not in plan.runs and provider.label not in plan.skips:
-            plan.skips.append(provider.label)
-            drawn.append((provider, "skip"))
-            plan.reasons[provider.label] = reason
-    return _with_drawing(plan, drawn, providers, present)
-
-
-def _with_drawing(
-    plan: Plan,
+def plan_drawing(
     drawn: list[tuple[Step[Any], str]],
     providers: Mapping[str, Step[Any]],
     present: Callable[[str], bool],
-) -> Plan:
-    """``plan`` with its graph: the planned steps (a skipped one without its inputs)."""
+) -> Drawing:
+    """A plan's graph: the planned steps (a skipped one without its inputs)."""
     boxes = []
     resources: dict[str, str] = {}
     for step, style in drawn:
         needs = step.param_names if style == "step" else ()
-        boxes.append(_Box(step.label, needs, step.provides, style))
+        boxes.append(Box(step.label, needs, step.provides, style))
         for name in (*needs, *step.provides):
             if name not in resources:
                 if present(name):
                     resources[name] = "present"
                 else:
                     resources[name] = "computed" if name in providers else "input"
-    return dataclasses.replace(plan, _drawing=_Drawing(tuple(boxes), tuple(resources.items())))
+    return Drawing(tuple(boxes), tuple(resources.items()))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._format import short_repr
+from ._scope import compute_in
 from ._step import Step
 from .exceptions import PipelineError, UnknownTargetError
 
@@ -102,11 +103,11 @@ class Targets:
             )
         async with self.pipeline.scope(**item) as scope:
             if self.single:
-                return await scope._compute(self.targets[0])
+                return await compute_in(scope, self.targets[0])
             # Tasks of its own per target, so that every target's demand is made at once; on a
             # failure the others are cancelled and awaited before the scope closes.
             loop = asyncio.get_running_loop()
-            tasks = [loop.create_task(scope._compute(target)) for target in self.targets]
+            tasks = [loop.create_task(compute_in(scope, target)) for target in self.targets]
             try:
                 return tuple(await asyncio.gather(*tasks))
             finally:

@@ -1,7 +1,8 @@
 """LiveStore: a store whose inputs change. Pushes make revisions; only what changed recomputes.
 
-The store's side: loop binding, coalescing pushes into revisions, ``observe`` / ``get`` /
-``errors``, closing. The scheduler in `_revisions` does the graph work.
+The store's side: loop binding, ``observe`` / ``get`` / ``errors``, closing. Pushes are
+coalesced into revisions in `_live_changes`, readers are kept in `_live_readers`, and the
+scheduler in `_revisions` does the graph work.
 """
 
 from __future__ import annotations
@@ -16,19 +17,13 @@ from typing import TYPE_CHECKING, Any
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
-from ._cells import Cell
 from ._events import Events, StepEvent
 from ._executors import Executor
+from ._live_changes import Changes
+from ._live_readers import Readers
 from ._revisions import Scheduler
-from ._store import same
-from ._threads import call_on_loop, guarded, on_loop_thread, run_on_loop
-from .exceptions import (
-    CycleError,
-    LiveStoreClosedError,
-    PipelineError,
-    StoreInUseError,
-    UnknownTargetError,
-)
+from ._threads import call_on_loop, on_loop_thread, run_on_loop
+from .exceptions import LiveStoreClosedError, PipelineError, StoreInUseError
 
 if TYPE_CHECKING:
     from ._step import Step
@@ -56,46 +51,6 @@ class LiveStats:
     step_runs: int
     cancelled_runs: int
     cutoffs: int
-
-
-class _Observer:
-    """An ``observe`` subscription: sends each new settled value of its cell."""
-
-    __slots__ = ("active", "loop", "observer", "stamp")
-
-    def __init__(self, observer: abc.ObserverBase[Any], loop: asyncio.AbstractEventLoop) -> None:
-        self.observer = observer
-        self.loop = loop
-        self.stamp = 0  # the value stamp last sent
-        self.active = True
-
-    def update(self, cell: Cell) -> None:
-        if self.active and cell.error is None and cell.has_value and cell.value_stamp > self.stamp:
-            self.stamp = cell.value_stamp
-            guarded(self.loop, self.observer.on_next, cell.value)
-
-
-class _Waiter:
-    """A ``get`` waiting for its cell to settle in (at least) its target revision."""
-
-    __slots__ = ("cell", "future", "scheduler", "target")
-
-    def __init__(
-        self, cell: Cell, future: asyncio.Future[Any], scheduler: Scheduler, target: int
-    ) -> None:
-        self.cell = cell
-        self.future = future
-        self.scheduler = scheduler
-        self.target = target
-
-    def update(self, cell: Cell) -> None:
-        future = self.future
-        if future.done() or self.scheduler.revision < self.target or not cell.settled:
-            return
-        if cell.error is not None:
-            future.set_exception(cell.error)
-        elif cell.has_value:
-            future.set_result(cell.value)
 
 
 class LiveStore:
@@ -131,23 +86,15 @@ class LiveStore:
     ) -> None:
         self.id = next(_ids)
         self._errors = Events()
+        # The scheduler holds the loop the store is bound to, and whether it is closed.
         self._scheduler = Scheduler(steps, providers, events, self._errors, executor, self.id)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._revision = 1
-        # The pending revision: pushes, unpins and invalidations made since the last flush.
-        self._values: dict[str, Any] = {}
-        self._unpins: set[str] = set()
-        self._invalid: set[str] = set()
-        self._pending = False
-        self._closed = False
-        self._observers: set[_Observer] = set()
-        self._waiters: set[_Waiter] = set()
-        self._revisions = 0
+        self._readers = Readers(self._scheduler)
+        self._changes = Changes(self._scheduler, self._readers)
         self._tasks: list[asyncio.Task[None]] = []  # cancelled by `close`, awaited by `aclose`
         self._scheduler.apply(1, environment, (), ())
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"revision={self._revision}"
+        state = "closed" if self._scheduler.closed else f"revision={self._changes.revision}"
         return f"<LiveStore {self.id} {state}>"
 
     # -- what it is -----------------------------------------------------------------------------
@@ -158,14 +105,14 @@ class LiveStore:
 
         It starts at 1 (the initial values). Its steps may still be running.
         """
-        return self._revision
+        return self._changes.revision
 
     @property
     def stats(self) -> LiveStats:
         """What the store did so far: revisions, step runs, cancelled runs, cutoffs."""
-        scheduler = self._scheduler
+        settler = self._scheduler.settler
         return LiveStats(
-            self._revisions, scheduler.step_runs, scheduler.cancelled_runs, scheduler.cutoffs
+            self._changes.revisions, settler.step_runs, settler.cancelled_runs, settler.cutoffs
         )
 
     @property
@@ -208,7 +155,7 @@ class LiveStore:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is not None and running is self._loop:
+        if running is not None and running is self._scheduler.loop:
             return self._push(values)  # the common case: on the store's loop
         return run_on_loop(self._prepare(), lambda: self._push(values))
 
@@ -247,104 +194,15 @@ class LiveStore:
 
     def _push(self, values: dict[str, Any]) -> int:
         self._check_open()
-        cells = self._scheduler.cells
-        pending, unpins = self._values, self._unpins
-        fresh = {}
-        for name, value in values.items():
-            if name in pending:
-                if same(pending[name], value):
-                    continue
-            elif name not in unpins:
-                cell = cells.get(name)
-                if (
-                    cell is not None
-                    and (cell.pinned or cell.provider is None)
-                    and cell.has_value
-                    and cell.error is None
-                    and same(cell.value, value)
-                ):
-                    continue
-            fresh[name] = value
-        if not fresh:
-            return self._revision
-        for name, value in fresh.items():
-            pending[name] = value
-            unpins.discard(name)
-        return self._change()
+        return self._changes.push(values)
 
     def _unpin(self, names: tuple[str, ...]) -> int:
         self._check_open()
-        scheduler = self._scheduler
-        for name in names:
-            cell = self._cell(name)
-            if cell.provider is None:
-                raise ValueError(
-                    f"`{name}` is an input: no step provides it, so there is no provider to "
-                    f"hand it back to. Push a new value instead (`push({name}=...)`)."
-                )
-        wanted = [
-            name
-            for name in dict.fromkeys(names)
-            if name in self._values or (scheduler.cells[name].pinned and name not in self._unpins)
-        ]
-        if not wanted:
-            return self._revision
-        after = set(wanted)
-
-        def pinned(cell: Cell) -> bool:  # as it will be once this revision is applied
-            if cell.name in self._values and cell.name not in after:
-                return True
-            return cell.pinned and cell.name not in after and cell.name not in self._unpins
-
-        for name in wanted:
-            cell = scheduler.cells[name]
-            provider = cell.provider
-            if cell.demand and provider is not None:
-                path = scheduler.cycle(provider, pinned, idle_only=False)
-                if path is not None:
-                    raise CycleError(path)
-        for name in wanted:
-            self._values.pop(name, None)
-            if scheduler.cells[name].pinned:
-                self._unpins.add(name)
-        return self._change()
+        return self._changes.unpin(names)
 
     def _invalidate(self, names: tuple[str, ...]) -> int:
         self._check_open()
-        for name in names:
-            self._cell(name)
-        if not names:
-            return self._revision
-        self._invalid.update(names)
-        return self._change()
-
-    def _change(self) -> int:
-        """Something is pending: the next revision, flushed on the next loop iteration."""
-        if not self._pending:
-            self._pending = True
-            self._revision += 1
-            loop = self._loop
-            if loop is None:
-                self._flush()  # no loop yet: nothing can be observed or running
-            elif not loop.is_closed():
-                loop.call_soon(self._flush)
-            # A closed loop: flushed when the store is next used on a running loop.
-        return self._revision
-
-    def _flush(self) -> None:
-        if not self._pending or self._closed:
-            return
-        loop = self._loop
-        if loop is not None and loop.is_closed():
-            return
-        self._pending = False
-        values, unpins, invalid = self._values, self._unpins, self._invalid
-        self._values, self._unpins, self._invalid = {}, set(), set()
-        if self._scheduler.apply(self._revision, values, unpins, invalid):
-            self._revisions += 1
-        if self._waiters:
-            for waiter in list(self._waiters):
-                waiter.update(waiter.cell)
+        return self._changes.invalidate(names)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -371,7 +229,7 @@ class LiveStore:
         Example:
             >>> live.observe("report").subscribe(print)
         """
-        self._cell(name)
+        self._changes.cell(name)
 
         def subscribe(
             observer: abc.ObserverBase[Any], scheduler: abc.SchedulerBase | None = None
@@ -397,28 +255,8 @@ class LiveStore:
         self, name: str, observer: abc.ObserverBase[Any], loop: asyncio.AbstractEventLoop
     ) -> abc.DisposableBase:
         self._check_open()
-        cell = self._cell(name)
-        watcher = _Observer(observer, loop)
-        cell.watchers.append(watcher)
-        try:
-            self._scheduler.demand(cell, self._pinned)  # may settle it, and so send the value
-        except Exception:
-            cell.watchers.remove(watcher)
-            raise
-        self._observers.add(watcher)
-        if cell.settled:
-            watcher.update(cell)
-
-        def dispose() -> None:
-            if not watcher.active:
-                return
-            watcher.active = False
-            cell.watchers.remove(watcher)
-            self._observers.discard(watcher)
-            if not self._closed:
-                self._scheduler.withdraw(cell)
-
-        return Disposable(lambda: call_on_loop(loop, dispose))
+        cell = self._changes.cell(name)
+        return self._readers.subscribe(cell, observer, loop, self._changes.pinned)
 
     async def get(self, name: str) -> Any:
         """The value of ``name`` consistent with the current revision (or a later one).
@@ -441,50 +279,14 @@ class LiveStore:
         loop = asyncio.get_running_loop()
         self._bind(loop)
         self._check_open()
-        cell = self._cell(name)
-        target = self._revision
-        scheduler = self._scheduler
-        scheduler.demand(cell, self._pinned)
-        try:
-            if scheduler.revision >= target and cell.settled:
-                if cell.error is not None:
-                    raise cell.error
-                if cell.has_value:
-                    return cell.value
-            waiter = _Waiter(cell, loop.create_future(), scheduler, target)
-            cell.watchers.append(waiter)
-            self._waiters.add(waiter)
-            try:
-                return await waiter.future
-            finally:
-                self._waiters.discard(waiter)
-                if waiter in cell.watchers:
-                    cell.watchers.remove(waiter)
-        finally:
-            if not self._closed:
-                scheduler.withdraw(cell)
-
-    def _pinned(self, cell: Cell) -> bool:
-        """Whether ``cell`` will be pinned once the pending revision is applied."""
-        name = cell.name
-        if name in self._values:
-            return cell.provider is not None
-        return cell.pinned and name not in self._unpins
-
-    def _cell(self, name: str) -> Cell:
-        cells = self._scheduler.cells
-        cell = cells.get(name)
-        if cell is not None:
-            return cell
-        if name in self._values or name in self._invalid:
-            return self._scheduler.cell(name)
-        raise UnknownTargetError(name, sorted(cells))
+        cell = self._changes.cell(name)
+        return await self._readers.get(cell, loop, self._changes.revision, self._changes.pinned)
 
     # -- the loop -------------------------------------------------------------------------------
 
     def _prepare(self) -> asyncio.AbstractEventLoop | None:
         """The loop to hand a change to: the bound one, or the caller's running loop."""
-        loop = self._loop
+        loop = self._scheduler.loop
         if loop is None or loop.is_closed():
             try:
                 running = asyncio.get_running_loop()
@@ -499,7 +301,7 @@ class LiveStore:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        loop = self._loop
+        loop = self._scheduler.loop
         if running is not None and (loop is None or loop.is_closed() or not loop.is_running()):
             self._bind(running)
             return running
@@ -511,19 +313,18 @@ class LiveStore:
         )
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        old = self._loop
+        old = self._scheduler.loop
         if old is loop:
             return
         if old is not None and not old.is_closed() and old.is_running():
             raise StoreInUseError(self.id)
-        self._loop = loop
         self._scheduler.adopt(loop)
-        if self._pending:
-            loop.call_soon(self._flush)
+        if self._changes.pending:
+            loop.call_soon(self._changes.flush)
         loop.call_soon(self._scheduler.drain)
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._scheduler.closed:
             raise LiveStoreClosedError(self.id)
 
     # -- closing --------------------------------------------------------------------------------
@@ -532,7 +333,7 @@ class LiveStore:
         """Close the store: cancel running steps, complete every ``observe`` stream and
         `errors`, and fail waiting ``get``s with `LiveStoreClosedError`. Closing twice is
         harmless. ``await aclose()`` also waits until the cancelled steps have finished."""
-        self._tasks = run_on_loop(self._loop, self._close)
+        self._tasks = run_on_loop(self._scheduler.loop, self._close)
 
     async def aclose(self) -> None:
         """Close the store (see `close`) and wait until its cancelled steps have finished."""
@@ -542,22 +343,11 @@ class LiveStore:
             await asyncio.wait(tasks)
 
     def _close(self) -> list[asyncio.Task[None]]:
-        if self._closed:
+        if self._scheduler.closed:
             return []
-        self._closed = True
         tasks = self._scheduler.close()
-        self._values, self._unpins, self._invalid = {}, set(), set()
-        error = LiveStoreClosedError(self.id)
-        waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            if not waiter.future.done():
-                waiter.future.set_exception(error)
-        observers, self._observers = self._observers, set()
-        for watcher in observers:
-            watcher.active = False
-            guarded(watcher.loop, watcher.observer.on_completed)
-        for cell in self._scheduler.cells.values():
-            cell.watchers.clear()
+        self._changes.clear()
+        self._readers.close(self.id)
         self._errors.complete()
         return tasks
 

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from contextvars import ContextVar
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol, TypeVar, overload
 
-from reactivex import Observable, abc
-from reactivex.subject import AsyncSubject
-
-from ._activation import Activation, release
-from ._compute import compute
-from ._demand import Listener, activate
-from ._events import Events, StepEvent
+from ._engine import Engine
 from ._executors import Executor, check_executor
-from ._graph import Plan, make_plan, mimebundle, to_dot, to_mermaid
+from ._graph import mimebundle, to_dot, to_mermaid
 from ._live import LiveStore
-from ._map import Results, Source, map_items
-from ._rx import check_name, feed, observe
+from ._pipeline_streams import PipelineStreams
+from ._plans import Plan, resolve
+from ._rx import check_name
 from ._scope import Scope
 from ._step import Provides, Step
-from ._store import Store, is_present
-from ._threads import run_on_loop
-from .exceptions import DuplicateProviderError, PipelineError
+from .exceptions import PipelineError
 
 __all__ = ["Pipeline", "StepDecorator"]
 
 R = TypeVar("R")
-
-logger = logging.getLogger("pipeliner_rx")
 
 
 class StepDecorator(Protocol):
@@ -42,7 +30,7 @@ class StepDecorator(Protocol):
     def __call__(self, fn: Callable[..., R], /) -> Step[R]: ...
 
 
-class Pipeline:
+class Pipeline(PipelineStreams):
     """A registry of steps and the store of resources they compute.
 
     Register steps with `step`; call a step to compute it. Every resource of the store is a
@@ -65,24 +53,25 @@ class Pipeline:
 
     def __init__(self, executor: Executor = None) -> None:
         check_executor(executor, "`Pipeline`")
-        self.executor: Executor = executor
-        self._steps: dict[Step[Any], None] = {}  # in registration order
-        self._by_key: dict[tuple[str, str], Step[Any]] = {}  # the latest step per definition
-        self._namesakes: dict[str, int] = {}  # steps registered per name, for unique labels
-        self._providers: dict[str, Step[Any]] = {}
-        self._environment: dict[str, Any] = {}
-        self._store = Store()
-        self._events = Events()
-        # The current scope's store, per pipeline; it follows asyncio tasks like any ContextVar.
-        self._scope_var: ContextVar[Store | None] = ContextVar("pipeliner_rx_scope", default=None)
+        self._engine = Engine(executor)
+
+    @property
+    def executor(self) -> Executor:
+        """Where plain ``def`` steps run unless a step names its own (see the class docstring)."""
+        return self._engine.executor
+
+    @executor.setter
+    def executor(self, executor: Executor) -> None:
+        check_executor(executor, "`Pipeline`")
+        self._engine.executor = executor
 
     def __repr__(self) -> str:
-        return f"<Pipeline steps={len(self._steps)}>"
+        return f"<Pipeline steps={len(self._engine.steps)}>"
 
     @property
     def steps(self) -> tuple[Step[Any], ...]:
         """The registered steps, in registration order."""
-        return tuple(self._steps)
+        return tuple(self._engine.steps)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -150,14 +139,15 @@ class Pipeline:
             ...     return min(values), max(values)
         """
         if callable(provides):
-            return self._register(Step(provides, None, self))
+            return self._engine.register(Step(provides, None, self, self._engine))
 
         def decorator(fn: Callable[..., Any], /) -> Step[Any]:
-            return self._register(
+            return self._engine.register(
                 Step(
                     fn,
                     provides,
                     self,
+                    self._engine,
                     timeout=timeout,
                     retries=retries,
                     retry_delay=retry_delay,
@@ -168,40 +158,7 @@ class Pipeline:
 
         return decorator
 
-    def _register(self, step: Step[Any]) -> Step[Any]:
-        old = self._by_key.get(step.key)
-        if old is not None and not step.replaces(old):
-            old = None
-        for name in step.provides:
-            existing = self._providers.get(name)
-            if existing is not None and existing is not old:
-                raise DuplicateProviderError(name, step.label, existing.label)
-        if old is not None:
-            # The same definition run again (a notebook cell): it replaces the earlier one.
-            for name in old.provides:
-                del self._providers[name]
-            del self._steps[old]
-            step.label = old.label
-        else:
-            namesakes = self._namesakes.get(step.name, 0)
-            if namesakes:
-                step.label = f"{step.name}#{namesakes + 1}"
-            self._namesakes[step.name] = namesakes + 1
-        self._steps[step] = None
-        self._by_key[step.key] = step
-        for name in step.provides:
-            self._providers[name] = step
-        return step
-
     # -- resources ----------------------------------------------------------------------------
-
-    def _current_store(self) -> Store:
-        return self._scope_var.get() or self._store
-
-    def _push(self, store: Store, resources: dict[str, Any]) -> None:
-        # From another thread, the push is handed to the loop's thread (store state is only
-        # ever changed there) and this call returns once it is done, raising what it raised.
-        run_on_loop(store.loop, lambda: store.push(resources))
 
     def add_environment_resources(self, **resources: Any) -> None:
         """Set resources of the current store, waking everything that waits on them.
@@ -219,15 +176,16 @@ class Pipeline:
         Raises:
             ResourceConflictError: a resource already holds a different value; nothing is set.
         """
-        store = self._current_store()
-        self._push(store, resources)
-        if store is self._store:
-            self._environment.update(resources)
+        engine = self._engine
+        store = engine.current_store()
+        engine.push(store, resources)
+        if store is engine.store:
+            engine.environment.update(resources)
 
     def resource_ready(self, name: str) -> bool:
         """Whether the resource ``name`` holds a value in the current store."""
         check_name(name)
-        return self._current_store().present(name)
+        return self._engine.current_store().present(name)
 
     async def resource(self, name: str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (a documented bound)
         """Return the value of a resource, computing it if needed.
@@ -252,50 +210,16 @@ class Pipeline:
         Example:
             >>> token = await pipeline.resource("token", timeout=5)
         """
-        return await self._resource(self._current_store(), name, timeout=timeout)
-
-    async def _resource(
-        self,
-        store: Store,
-        name: str,
-        strict: bool = False,
-        timeout: float | None = None,  # noqa: ASYNC109 (a documented bound)
-    ) -> Any:
-        if timeout is not None:
-            if not timeout >= 0:
-                raise ValueError(f"`timeout` must be seconds >= 0 or None; got {timeout!r}.")
-            try:
-                async with asyncio.timeout(timeout) as deadline:
-                    return await self._resource(store, name, strict)
-            except TimeoutError:
-                if deadline.expired():
-                    raise TimeoutError(
-                        f"`{name}` had no value within {timeout} s. Its demand is withdrawn; "
-                        f"check that something provides or pushes `{name}`, or wait longer."
-                    ) from None
-                raise
-        check_name(name)
-        loop = asyncio.get_running_loop()
-        store.bind(loop)
-        subject = store.subject(name)
-        if is_present(subject):
-            return subject.value
-        hint = (
-            "Include the missing resources in each item (or in the scope's arguments)."
-            if strict
-            else None
-        )
-        demands = activate(store, self._providers, names=(name,), strict=strict, hint=hint)
-        values = await _wait(loop, demands, [subject], f"`{name}`")
-        return values[0]
+        engine = self._engine
+        return await engine.resource(engine.current_store(), name, timeout=timeout)
 
     def reset(self) -> None:
         """Empty the store: cancel running steps and drop every value. Steps stay registered.
 
         Whoever still awaits a missing resource fails with `PipelineError`.
         """
-        self._environment.clear()
-        self._store.clear(
+        self._engine.environment.clear()
+        self._engine.store.clear(
             lambda: PipelineError(
                 "The store was reset while this resource was awaited; call again."
             )
@@ -316,7 +240,7 @@ class Pipeline:
             >>> async with pipeline.scope(divisor=3):
             ...     base, result, mod = await get_division()
         """
-        return Scope(self, resources)
+        return Scope(self._engine, self, resources)
 
     def live(self, **inputs: Any) -> LiveStore:
         """A new `LiveStore`: a store whose inputs change, recomputing only what they affect.
@@ -338,173 +262,11 @@ class Pipeline:
         """
         return LiveStore(
             steps=self.steps,
-            providers=self._providers,
-            environment={**self._environment, **inputs},
-            events=self._events,
+            providers=self._engine.providers,
+            environment={**self._engine.environment, **inputs},
+            events=self._engine.events,
             executor=self.executor,
         )
-
-    def observe(self, name: str) -> Observable[Any]:
-        """An Observable that emits resource ``name`` once and completes.
-
-        It is lazy: subscribing demands the provider chain of the current store (the scope the
-        call is made in); inputs that nothing provides are awaited until they are pushed. It
-        errors with the exception of a failed step. Disposing the subscription before the value
-        arrives withdraws the demand, which cancels steps nobody else needs. Emissions happen on
-        the event loop. ``await pipeline.observe(name)`` gives the value.
-
-        Args:
-            name: the resource.
-
-        Returns:
-            A cold Observable of the resource's value.
-
-        Example:
-            >>> pipeline.observe("result").pipe(ops.map(str)).subscribe(print)
-        """
-        return observe(self, self._current_store(), name)
-
-    def feed(self, name: str, observable: Observable[Any]) -> abc.DisposableBase:
-        """Make the first item of ``observable`` the resource ``name`` of the current store.
-
-        Later items are ignored; an error of ``observable`` before its first item fails the
-        resource (its waiters get the error; a later push or feed can still set it). Items may
-        arrive on any thread: they are handed to the event loop's thread.
-
-        Args:
-            name: the resource.
-            observable: the source of its value.
-
-        Returns:
-            A disposable that stops listening to ``observable``.
-
-        Example:
-            >>> pipeline.feed("divisor", clicks.pipe(ops.map(lambda e: e.value)))
-        """
-        return feed(self._current_store(), name, observable)
-
-    def compute(
-        self,
-        *targets: str | Step[Any],
-        max_concurrency: int | None = None,
-        ordered: bool = True,
-        return_exceptions: bool = False,
-    ) -> Callable[[Observable[Any]], Observable[Any]]:
-        """An Rx operator computing ``targets`` for each item of a stream of inputs.
-
-        Each item is a mapping of resource names to values. For each, a fresh scope seeded with
-        it (and the pipeline's environment) computes the targets, and the operator emits the
-        value, or a tuple for several targets. At most ``max_concurrency`` items are in flight
-        (started and not yet emitted); further items wait in a queue, since an Rx source cannot
-        be slowed down: for back-pressure, iterate with `map` instead.
-
-        - ``ordered=True`` emits results in input order: a slow item holds back the finished
-          ones after it. ``ordered=False`` emits each result as soon as it is ready.
-        - ``return_exceptions=False``: a failing item ends the stream with ``on_error`` (the
-          Rx convention; the results of the items before it in emission order are emitted).
-          ``return_exceptions=True`` emits the failing item's exception in its place and goes
-          on (the `asyncio.gather` convention). Use it for streams that must survive bad
-          items; filter or count the errors downstream.
-        - An item whose task is cancelled by anything but the stream fails with
-          `PipelineError` (then as any failing item above).
-
-        Subscribing, items and disposal may come on any thread (``concat_map`` or
-        ``flat_map`` over a source on a worker thread): the work is handed to the event loop
-        the operator was created on, or the running one, or the one the pipeline is bound to.
-        Notifications are emitted on that loop's thread.
-
-        Args:
-            *targets: resource names or steps to compute per item. A string is a resource a
-                step provides, else a step's name, else an input of a step (that the items
-                supply).
-            max_concurrency: the most items in flight at once; None for no limit.
-            ordered: emit in input order (True) or in completion order (False).
-            return_exceptions: emit a failing item's exception as its result instead of
-                ending the stream.
-
-        Returns:
-            An operator for ``source.pipe(...)``.
-
-        Raises:
-            TypeError: no targets, a target that is neither a string nor a step, or a step of
-                another pipeline.
-            UnknownTargetError: a string target names nothing in this pipeline.
-            ValueError: ``max_concurrency`` is not a whole number >= 1.
-            PipelineError: on subscription (through ``on_error``), when there is no event loop
-                to run on.
-
-        Example:
-            >>> inputs.pipe(pipeline.compute("double", ordered=False, return_exceptions=True))
-        """
-        return compute(
-            self, self._current_store(), targets, max_concurrency, ordered, return_exceptions
-        )
-
-    def map(
-        self,
-        items: Source,
-        *targets: str | Step[Any],
-        max_concurrency: int | None = None,
-        ordered: bool = True,
-        return_exceptions: bool = False,
-    ) -> Results:
-        """Compute ``targets`` for each of ``items``, as an async iterator of the results.
-
-        Each item is computed as by `compute`: in a fresh scope seeded with it, the value or a
-        tuple for several targets. Items are pulled from ``items`` (an iterable or async
-        iterable of mappings) only while fewer than ``max_concurrency`` of them are ahead of
-        the consumer (pulled, not yet handed out), so a slow consumer slows the source and an
-        endless source is read with bounded memory. A plain iterable is read on the event
-        loop: it must not block (wrap a blocking source in an async generator).
-
-        ``ordered`` and ``return_exceptions`` are those of `compute`: with
-        ``return_exceptions=False`` the first failing item (in output order) raises its
-        exception from the ``async for``, after the results before it. An error of the source
-        itself is raised after the results of the items read before it.
-
-        Leaving the ``async for`` early cancels the items in flight (at the loop's next turn);
-        ``aclose()``, e.g. through ``contextlib.aclosing``, also waits until they are gone.
-
-        Args:
-            items: the inputs, one mapping of resource names to values per item.
-            *targets: resource names or steps to compute per item, as for `compute`.
-            max_concurrency: the most items ahead of the consumer, and so in flight at once;
-                None for 100.
-            ordered: results in input order (True) or in completion order (False).
-            return_exceptions: give a failing item's exception as its result instead of
-                raising it.
-
-        Returns:
-            An async iterator (an async generator) of the results.
-
-        Raises:
-            TypeError: ``items`` is not an iterable of mappings, or a bad target (see
-                `compute`).
-            UnknownTargetError: a string target names nothing in this pipeline.
-            ValueError: ``max_concurrency`` is not a whole number >= 1.
-
-        Example:
-            >>> async for count in pipeline.map(({"text": line} async for line in lines), "count"):
-            ...     print(count)
-        """
-        return map_items(
-            self,
-            self._current_store(),
-            items,
-            targets,
-            max_concurrency,
-            ordered,
-            return_exceptions,
-        )
-
-    @property
-    def events(self) -> Observable[StepEvent]:
-        """An Observable of `StepEvent`: each step started, succeeded, failed, skipped, cancelled.
-
-        Events come from every store of the pipeline (``StepEvent.scope`` tells which). Without
-        subscribers no event is even built.
-        """
-        return self._events.observable
 
     # -- looking at the pipeline --------------------------------------------------------------
 
@@ -521,7 +283,8 @@ class Pipeline:
         Returns:
             Mermaid source, e.g. for a Markdown ``mermaid`` block.
         """
-        return to_mermaid(self._steps, self._providers, self._current_store(), _names(targets))
+        engine = self._engine
+        return to_mermaid(engine.steps, engine.providers, engine.current_store(), _names(targets))
 
     def to_dot(self, targets: Step[Any] | Iterable[str | Step[Any]] | None = None) -> str:
         """The pipeline as a Graphviz ``digraph``, valid input for ``dot``.
@@ -535,7 +298,8 @@ class Pipeline:
         Returns:
             DOT source; render it with ``dot -Tsvg``.
         """
-        return to_dot(self._steps, self._providers, self._current_store(), _names(targets))
+        engine = self._engine
+        return to_dot(engine.steps, engine.providers, engine.current_store(), _names(targets))
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         """The pipeline as a graph in Jupyter: ``pipeline`` on a cell's last line draws it.
@@ -563,70 +327,10 @@ class Pipeline:
         Example:
             >>> print(pipeline.plan("get_division", base=38))
         """
-        return make_plan(target, self._steps, self._providers, self._current_store(), resources)
-
-    # -- calling ------------------------------------------------------------------------------
-
-    async def _call(self, step: Step[Any], resources: dict[str, Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        store = self._current_store()
-        store.bind(loop)
-        if resources:
-            store.check(resources)  # a conflict rejects the call before anything changes
-        provides = step.provides
-        sources: Sequence[AsyncSubject[Any]]
-        if provides:
-            sources = [store.subject(name) for name in provides]
-            if all(is_present(subject) for subject in sources):
-                if resources:
-                    store.push(resources)
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("skip %s: its outputs are present", step.label)
-                if self._events.observers:
-                    self._events.emit(StepEvent(step.label, "skipped", scope=store.id))
-                values = [subject.value for subject in sources]
-                return values[0] if len(values) == 1 else tuple(values)
-        if step.shared and store.root is not None:
-            # Read from the pipeline's store, where it runs once for every scope.
-            demands = activate(
-                store, self._providers, names=provides, strict=True, supplied=resources or None
-            )
-        else:
-            demands = activate(
-                store, self._providers, step=step, strict=True, supplied=resources or None
-            )
-        if not provides:
-            sources = demands[0].outputs  # the private result of a step that provides nothing
-        values = await _wait(loop, demands, sources, f"`{step.label}`")
-        return values[0] if len(values) == 1 else tuple(values)
-
-
-async def _wait(
-    loop: asyncio.AbstractEventLoop,
-    demands: list[Activation],
-    sources: Sequence[AsyncSubject[Any]],
-    what: str,
-) -> list[Any]:
-    """Await the first value of each source; withdraw ``demands`` however the wait ends."""
-    if all(is_present(source) for source in sources):
-        # Already there (computed before, or supplied): no future, no subscription.
-        release(demands)
-        return [source.value for source in sources]
-    future: asyncio.Future[list[Any]] = loop.create_future()
-
-    def ready(values: list[Any]) -> None:
-        if not future.done():
-            future.set_result(values)
-
-    def failed(error: BaseException) -> None:
-        if not future.done():
-            future.set_exception(error)
-
-    listener = Listener(demands, sources, what, ready, failed)
-    try:
-        return await future
-    finally:
-        listener.withdraw()  # the caller went away first (cancelled, timed out)
+        engine = self._engine
+        step, names = resolve(target, engine.steps, engine.providers)
+        # The compiled plan the engine would execute for this call, in the current store.
+        return engine.plans.get(engine.current_store(), step, names, True, resources or None).plan
 
 
 def _names(targets: Step[Any] | Iterable[str | Step[Any]] | None) -> list[str] | None:

@@ -17,21 +17,22 @@ cells; the scheduler then
 Dirty is closed downwards (a needed step below a dirty step is dirty), so a settled cell is
 consistent with the latest revision. A push costs what it reaches, not the size of the graph.
 Every walk is iterative: depth costs no recursion.
+
+This module applies revisions to the cells (where step 1 starts) and keeps track of demand (which
+steps are needed); the `Settler` of `_live_settle` does the marking, evaluating and cancelling.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._cells import CLEAN, DIRTY, IDLE, Cell, Node, Outcome, Run
+from ._cells import DIRTY, IDLE, Cell, Node
 from ._events import Events
 from ._executors import Executor
-from ._liverun import Runner
-from ._store import same
-from .exceptions import CycleError, StepOutputError
+from ._live_settle import Settler
+from .exceptions import CycleError
 
 if TYPE_CHECKING:
     from ._step import Step
@@ -42,7 +43,8 @@ __all__ = ["Scheduler"]
 class Scheduler:
     """The cells and steps of one live store, and the work that brings them up to date.
 
-    All of it runs on the store's event loop thread; the `LiveStore` hands work over.
+    All of it runs on the store's event loop thread; the `LiveStore` hands work over. The
+    `settler` evaluates and runs the steps that a revision or new demand makes dirty.
     """
 
     def __init__(
@@ -55,15 +57,9 @@ class Scheduler:
         store_id: int,
     ) -> None:
         self.cells: dict[str, Cell] = {}
-        self.nodes: list[Node] = []
-        self.runner = Runner(events, errors, executor, store_id, self._finish)
-        self.revision = 0  # the latest applied revision
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.ready: deque[Node] = deque()
-        self.draining = False
-        self.step_runs = 0
-        self.cancelled_runs = 0
-        self.cutoffs = 0
+        nodes: list[Node] = []
+        self.settler = Settler(nodes, events, errors, executor, store_id)
+        self.closed = False  # set by `close`: the store is closed
         made: set[Step[Any]] = set()
         for step in providers.values():
             if step in made:
@@ -74,7 +70,7 @@ class Scheduler:
                 [self.cell(param.name) for param in step.params],
                 [self.cell(name) for name in step.provides],
             )
-            self.nodes.append(node)
+            nodes.append(node)
             for cell in node.outputs:
                 cell.provider = node
             for cell in node.inputs:
@@ -90,6 +86,11 @@ class Scheduler:
             cell = self.cells[name] = Cell(name)
         return cell
 
+    @property
+    def revision(self) -> int:
+        """The latest applied revision."""
+        return self.settler.revision
+
     # -- revisions ------------------------------------------------------------------------------
 
     def apply(
@@ -101,7 +102,8 @@ class Scheduler:
     ) -> bool:
         """Apply one revision: unpins, then pushes, then invalidations. Whether it changed
         anything (a value, an error, a pin, or a step to rerun)."""
-        self.revision = revision
+        settler = self.settler
+        settler.revision = revision
         marks: list[Node] = []  # steps whose inputs may change: dirty from here down
         recount: list[Node] = []  # steps whose pending inputs may have changed
         changed: list[Cell] = []
@@ -115,7 +117,7 @@ class Scheduler:
             anything = True
             cell.pinned = False
             provider.seen = None  # its value for `name` was overridden: compute it afresh
-            self._cancel(provider)
+            settler.cancel(provider)
             if cell.demand:
                 recount += self._need(provider)
             marks.append(provider)
@@ -130,34 +132,26 @@ class Scheduler:
                     self._release(cell.provider)
                 recount += cell.consumers
                 pinned.append(cell)  # settled now, even if its value stays
-            equal = cell.has_value and same(cell.value, value)
-            if equal and cell.error is None:
-                continue
-            if not equal:
-                cell.value = value
-                cell.has_value = True
-                cell.value_stamp = revision
-            cell.error = None
-            cell.stamp = revision
-            changed.append(cell)
+            if cell.write(value, revision):
+                changed.append(cell)
         for name in invalidated:
             anything = True
             cell = self.cell(name)
             provider = cell.provider
             if provider is not None and not cell.pinned:
                 provider.seen = None
-                self._cancel(provider)
+                settler.cancel(provider)
                 marks.append(provider)
             else:  # an input: its consumers rerun, as if it had changed
                 cell.stamp = revision
                 changed.append(cell)
         for cell in changed:
-            self._stale(cell)
+            settler.stale(cell)
             marks += cell.consumers
-        self._refresh(marks, recount)
+        settler.refresh(marks, recount)
         for cell in dict.fromkeys([*changed, *pinned]):
             if cell.watchers:
-                self._notify(cell)
+                settler.notify(cell)
         return anything or bool(changed)
 
     # -- demand ---------------------------------------------------------------------------------
@@ -178,10 +172,13 @@ class Scheduler:
                 raise CycleError(path)
         cell.demand += 1
         if cell.demand == 1 and provider is not None and not cell.pinned:
-            self._refresh((), self._need(provider))
+            self.settler.refresh((), self._need(provider))
 
     def withdraw(self, cell: Cell) -> None:
-        """Undo one `demand`; steps nothing needs any more are cancelled."""
+        """Undo one `demand`; steps nothing needs any more are cancelled. After `close`, a
+        no-op: closing cancelled every run already."""
+        if self.closed:
+            return
         cell.demand -= 1
         provider = cell.provider
         if cell.demand == 0 and provider is not None and not cell.pinned:
@@ -213,7 +210,7 @@ class Scheduler:
             current.need -= 1
             if current.need:
                 continue
-            self._cancel(current)
+            self.settler.cancel(current)
             current.state = IDLE
             current.waiting = 0
             for cell in current.inputs:
@@ -260,243 +257,22 @@ class Scheduler:
             stack.append([provider, 0, cell.name])
         return None
 
-    # -- settling -------------------------------------------------------------------------------
+    # -- the loop and closing -------------------------------------------------------------------
 
-    def _refresh(self, marks: Sequence[Node], recount: Sequence[Node]) -> None:
-        """Mark ``marks`` and the needed steps below them dirty, count their pending inputs,
-        and evaluate what is ready.
-
-        Counts change only along the edges out of steps that turn dirty here, so only those
-        are counted; ``recount`` names the dirty steps whose counts are made afresh instead
-        (newly needed steps, and consumers of a cell whose pin changed).
-        """
-        newly: list[Node] = []
-        stack = list(marks)
-        while stack:
-            node = stack.pop()
-            if node.state != CLEAN:
-                continue  # not needed, or dirty already, and so is everything needed below it
-            node.state = DIRTY
-            node.waiting = 0
-            newly.append(node)
-            for cell in node.outputs:
-                if not cell.pinned:
-                    stack += cell.consumers
-        for node in newly:
-            for cell in node.outputs:
-                if not cell.pinned:
-                    for consumer in cell.consumers:
-                        if consumer.state == DIRTY:
-                            consumer.waiting += 1
-        for node in recount:
-            if node.state == DIRTY:
-                waiting = 0
-                for cell in node.inputs:
-                    provider = cell.provider
-                    if provider is not None and provider.state == DIRTY and not cell.pinned:
-                        waiting += 1
-                node.waiting = waiting
-        ready = self.ready
-        for nodes in (newly, marks, recount):
-            for node in nodes:
-                if node.state == DIRTY and not node.waiting and not node.queued:
-                    node.queued = True
-                    ready.append(node)
-        self.drain()
-
-    def drain(self) -> None:
-        """Evaluate every dirty step whose inputs have settled, in data-flow order."""
-        if self.draining or self.loop is None or self.loop.is_closed():
-            return
-        self.draining = True
-        ready = self.ready
-        try:
-            while ready:
-                node = ready.popleft()
-                node.queued = False
-                if node.state == DIRTY and not node.waiting and node.run is None:
-                    self._evaluate(node)
-        finally:
-            self.draining = False
-
-    def _evaluate(self, node: Node) -> None:
-        held = node.held
-        if held is not None:
-            node.held = None
-            self._apply(node, held)
-            return
-        inputs = node.inputs
-        stamps = [cell.stamp for cell in inputs]
-        if stamps == node.seen:
-            self._settle(node, ())  # nothing it reads changed since it last ran
-            return
-        kwargs: dict[str, Any] = {}
-        error: BaseException | None = None
-        for cell, param in zip(inputs, node.params, strict=True):
-            if cell.error is None:
-                if cell.has_value:
-                    kwargs[cell.name] = cell.value
-                elif param.has_default:
-                    kwargs[cell.name] = param.default
-                else:
-                    return  # an input that nothing provides has not been pushed: wait for it
-            elif error is None:
-                error = cell.error
-        if error is not None:
-            # An input failed: the step does not run, and its outputs carry the same error.
-            node.seen = stamps
-            changed = []
-            for cell in node.outputs:
-                if not cell.pinned and cell.error is not error:
-                    cell.error = error
-                    cell.stamp = self.revision
-                    changed.append(cell)
-            self._settle(node, changed)
-            return
-        loop = self.loop
-        assert loop is not None  # drain runs only with a loop
-        run = node.run = Run(node, self.revision, stamps)
-        self.step_runs += 1
-        self.runner.start(loop, run, kwargs)
-
-    def _apply(self, node: Node, outcome: Outcome) -> None:
-        """A run's outcome becomes the step's outputs; equal values keep their stamps."""
-        node.seen = outcome.run.stamps
-        outputs = node.outputs
-        value, error = outcome.value, outcome.error
-        revision = self.revision
-        values: Sequence[Any] = ()
-        if error is None:
-            if len(outputs) == 1:
-                self.runner.ended(outcome, "succeeded")
-                cell = outputs[0]
-                if cell.pinned or (
-                    cell.has_value and cell.error is None and same(cell.value, value)
-                ):
-                    self.cutoffs += 1
-                    self._settle(node, ())
-                    return
-                if not (cell.has_value and same(cell.value, value)):
-                    cell.value = value
-                    cell.has_value = True
-                    cell.value_stamp = revision
-                cell.error = None
-                cell.stamp = revision
-                self._settle(node, (cell,))
-                return
-            if isinstance(value, (tuple, list)) and len(value) == len(outputs):
-                values = value
-            else:
-                error = outcome.error = StepOutputError(node.step.name, node.step.provides, value)
-        changed = []
-        if error is None:
-            self.runner.ended(outcome, "succeeded")
-            for cell, new in zip(outputs, values, strict=True):
-                if cell.pinned:
-                    continue  # the pushed value wins
-                equal = cell.has_value and same(cell.value, new)
-                if equal and cell.error is None:
-                    continue
-                if not equal:
-                    cell.value = new
-                    cell.has_value = True
-                    cell.value_stamp = revision
-                cell.error = None
-                cell.stamp = revision
-                changed.append(cell)
-            if not changed:
-                self.cutoffs += 1
-        else:
-            self.runner.ended(outcome, "failed")
-            for cell in outputs:
-                if not cell.pinned:
-                    cell.error = error
-                    cell.stamp = revision
-                    changed.append(cell)
-        self._settle(node, changed)
-
-    def _settle(self, node: Node, changed: Sequence[Cell]) -> None:
-        node.state = CLEAN
-        for cell in changed:
-            self._stale(cell)
-        ready = self.ready
-        for cell in node.outputs:
-            if cell.pinned:
-                continue
-            for consumer in cell.consumers:
-                if consumer.state == DIRTY:
-                    consumer.waiting -= 1
-                    if not consumer.waiting and not consumer.queued:
-                        consumer.queued = True
-                        ready.append(consumer)
-        for cell in node.outputs:
-            if cell.watchers and not cell.pinned:
-                self._notify(cell)
-
-    def _stale(self, cell: Cell) -> None:
-        """``cell`` changed: runs that read its previous value are stale. Cancel them."""
-        for consumer in cell.consumers:
-            if consumer.run is not None or consumer.held is not None:
-                self._cancel(consumer)
-
-    def _notify(self, cell: Cell) -> None:
-        for watcher in list(cell.watchers):  # a watcher may unsubscribe while being told
-            watcher.update(cell)
-
-    def _cancel(self, node: Node) -> None:
-        """Stop the step's run, or drop its held-back result; it reruns when evaluated."""
-        run = node.run
-        if run is not None:
-            node.run = None
-            run.cancelled = True
-            self.cancelled_runs += 1
-            task = run.task
-            if task is not None and not task.done() and not task.get_loop().is_closed():
-                task.cancel()
-        held = node.held
-        if held is not None:
-            node.held = None
-            self.cancelled_runs += 1
-            self.runner.ended(held, "cancelled")
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the steps run on; None until the store is used on one."""
+        return self.settler.loop
 
     def adopt(self, loop: asyncio.AbstractEventLoop) -> None:
         """Work on ``loop`` from now on; runs of the previous (stopped) loop start afresh."""
-        if self.loop is not None:
-            for node in self.nodes:
-                if node.run is not None:
-                    node.run.cancelled = True
-                    node.run = None
-                    if node.state == DIRTY and not node.waiting and not node.queued:
-                        node.queued = True
-                        self.ready.append(node)
-        self.loop = loop
+        self.settler.adopt(loop)
+
+    def drain(self) -> None:
+        """Evaluate every dirty step whose inputs have settled, in data-flow order."""
+        self.settler.drain()
 
     def close(self) -> list[asyncio.Task[None]]:
-        """Cancel every run; return the tasks still to finish."""
-        tasks = []
-        for node in self.nodes:
-            run = node.run
-            task = run.task if run is not None else None
-            if task is not None and not task.done() and not task.get_loop().is_closed():
-                tasks.append(task)
-            self._cancel(node)
-            node.state = IDLE
-        self.ready.clear()
-        return tasks
-
-    def _finish(self, outcome: Outcome) -> None:
-        """A run ended (not by the store's cancellation): apply it, or hold it back."""
-        run = outcome.run
-        node = run.node
-        if node.run is not run:
-            # Cancelled, but the step swallowed the cancellation: the result is stale.
-            self.runner.ended(outcome, "cancelled")
-            return
-        node.run = None
-        if node.waiting:
-            # A step above it is dirty again: the result stands only if that step's outputs
-            # come out unchanged (otherwise `_stale` drops it).
-            node.held = outcome
-            return
-        self._apply(node, outcome)
-        self.drain()
+        """Cancel every run; return the tasks still to finish. Demand is withdrawn no more."""
+        self.closed = True
+        return self.settler.close()

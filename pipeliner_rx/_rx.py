@@ -17,7 +17,7 @@ from ._threads import call_on_loop, guarded, on_loop_thread
 from .exceptions import PipelineError
 
 if TYPE_CHECKING:
-    from ._pipeline import Pipeline
+    from ._engine import Engine
 
 __all__ = ["check_name", "feed", "loop_for", "observe"]
 
@@ -43,7 +43,7 @@ def check_name(name: object) -> None:
         raise TypeError(f"A resource name is a non-empty string; got {name!r}.")
 
 
-def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
+def observe(engine: Engine, store: Store, name: str) -> Observable[Any]:
     """An Observable of resource ``name`` of ``store``; see `Pipeline.observe`."""
     check_name(name)
 
@@ -71,7 +71,7 @@ def observe(pipeline: Pipeline, store: Store, name: str) -> Observable[Any]:
             guarded(loop, observer.on_next, subject.value)
             guarded(loop, observer.on_completed)
             return Disposable()
-        demands = activate(store, pipeline._providers, names=(name,), strict=False)
+        demands = activate(engine, store, names=(name,), strict=False)
         ended: asyncio.Future[None] | None = None
 
         def end() -> None:

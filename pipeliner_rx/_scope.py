@@ -16,10 +16,11 @@ from ._store import Store, same
 from .exceptions import PipelineError, ScopeClosedError
 
 if TYPE_CHECKING:
+    from ._engine import Engine
     from ._pipeline import Pipeline
     from ._step import Step
 
-__all__ = ["Scope"]
+__all__ = ["Scope", "compute_in"]
 
 _ids = itertools.count(1)
 
@@ -45,13 +46,14 @@ class Scope:
         ...         return await get_division()
     """
 
-    def __init__(self, pipeline: Pipeline, resources: dict[str, Any]) -> None:
+    def __init__(self, engine: Engine, pipeline: Pipeline, resources: dict[str, Any]) -> None:
         self.pipeline = pipeline
         self.id = next(_ids)
-        self._store = Store(self.id, pipeline._store)
+        self._engine = engine
+        self._store = Store(self.id, engine.store)
         # A scope opened inside another starts from what the enclosing one holds, less what
         # was computed from the values this scope gives differently (those would be stale).
-        enclosing = pipeline._scope_var.get()
+        enclosing = engine.scope_var.get()
         inherited = enclosing.present_values() if enclosing is not None else {}
         if inherited and resources:
             changed = [
@@ -61,7 +63,7 @@ class Scope:
             ]
             for name in downstream(pipeline.steps, changed):
                 inherited.pop(name, None)
-        self._store.push({**pipeline._environment, **inherited, **resources})
+        self._store.push({**engine.environment, **inherited, **resources})
         self._tokens: list[Token[Store | None]] = []
 
     def __repr__(self) -> str:
@@ -79,7 +81,7 @@ class Scope:
                 f"task (`async with pipeline.scope(...):`), or pass the scope's tasks their work "
                 f"from inside it."
             )
-        self._tokens.append(self.pipeline._scope_var.set(self._store))
+        self._tokens.append(self._engine.scope_var.set(self._store))
         return self
 
     def __exit__(
@@ -88,7 +90,7 @@ class Scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.pipeline._scope_var.reset(self._tokens.pop())
+        self._engine.scope_var.reset(self._tokens.pop())
         self.close()
 
     async def __aenter__(self) -> Scope:
@@ -100,7 +102,7 @@ class Scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.pipeline._scope_var.reset(self._tokens.pop())
+        self._engine.scope_var.reset(self._tokens.pop())
         tasks = self.close()
         if tasks:
             await asyncio.wait(tasks)
@@ -122,7 +124,7 @@ class Scope:
 
     async def resource(self, name: str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (a documented bound)
         """Return a resource of this scope, computing it if needed; see `Pipeline.resource`."""
-        return await self.pipeline._resource(self._store, name, timeout=timeout)
+        return await self._engine.resource(self._store, name, timeout=timeout)
 
     def resource_ready(self, name: str) -> bool:
         """Whether a resource of this scope holds a value."""
@@ -131,22 +133,24 @@ class Scope:
 
     def add_environment_resources(self, **resources: Any) -> None:
         """Set resources of this scope only; see `Pipeline.add_environment_resources`."""
-        self.pipeline._push(self._store, resources)
+        self._engine.push(self._store, resources)
 
     def observe(self, name: str) -> Observable[Any]:
         """An Observable of a resource of this scope; see `Pipeline.observe`."""
-        return observe(self.pipeline, self._store, name)
+        return observe(self._engine, self._store, name)
 
     def feed(self, name: str, observable: Observable[Any]) -> abc.DisposableBase:
         """Make the first item of ``observable`` a resource of this scope; see `Pipeline.feed`."""
         return feed(self._store, name, observable)
 
-    async def _compute(self, target: str | Step[Any]) -> Any:
-        """Compute a target strictly: a missing input is an error, not a wait."""
-        if isinstance(target, str):
-            return await self.pipeline._resource(self._store, target, strict=True)
-        token = self.pipeline._scope_var.set(self._store)
-        try:
-            return await target()
-        finally:
-            self.pipeline._scope_var.reset(token)
+
+async def compute_in(scope: Scope, target: str | Step[Any]) -> Any:
+    """Compute a target in ``scope`` strictly: a missing input is an error, not a wait."""
+    engine = scope._engine
+    if isinstance(target, str):
+        return await engine.resource(scope._store, target, strict=True)
+    token = engine.scope_var.set(scope._store)
+    try:
+        return await target()
+    finally:
+        engine.scope_var.reset(token)

@@ -69,6 +69,6 @@ def queued() -> Iterator[deque[_Start]]:
         try:
             while queue:
                 loop, activation, kwargs, context = queue.popleft()
-                activation._launch(loop, kwargs, context)
+                activation.launch(loop, kwargs, context)
         finally:
             _starts.queue = None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ._executors import check_executor
 
 if TYPE_CHECKING:
+    from ._engine import Engine
     from ._pipeline import Pipeline
 
 __all__ = ["Param", "Provides", "Step", "parse_provides"]
@@ -158,6 +159,7 @@ class Step(Generic[R]):
         fn: Callable[..., Any],
         provides: Provides,
         pipeline: Pipeline,
+        engine: Engine,
         *,
         timeout: float | None = None,
         retries: int = 0,
@@ -192,6 +194,7 @@ class Step(Generic[R]):
         self.is_coroutine_function = inspect.iscoroutinefunction(fn)
         self.is_async = self.is_coroutine_function or _is_async_callable(fn)
         self.pipeline = pipeline
+        self.engine = engine  # what the engine needs of the pipeline (`_engine.Engine`)
         if timeout is not None and not timeout > 0:
             raise ValueError(f"`timeout` of `{self.name}` must be positive seconds or None.")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -228,7 +231,7 @@ class Step(Generic[R]):
 
     def __call__(self, **resources: Any) -> Coroutine[Any, Any, R]:
         """Compute this step; see the class docstring."""
-        return self.pipeline._call(self, resources)
+        return self.engine.call(self, resources)
 
     def __repr__(self) -> str:
         return f"<Step {self.name} provides={self.provides!r}>"

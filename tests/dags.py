@@ -170,7 +170,7 @@ def register(pipeline: Pipeline, node: Node, fn: Any, **options: Any) -> Step[An
 
 def store_id(pipeline: Pipeline) -> int:
     """The id of the store the current step runs in (0: the pipeline's own store)."""
-    store = pipeline._scope_var.get()
+    store = pipeline._engine.scope_var.get()
     return store.id if store is not None else 0
 
 
@@ -256,7 +256,7 @@ async def settle(pipeline: Pipeline) -> None:
     if leftover:
         await asyncio.wait_for(asyncio.wait(leftover), 1)
     assert asyncio.all_tasks() == {current}
-    store = pipeline._store
+    store = pipeline._engine.store
     assert store.active == {}
     assert store.private == set()
     for name, subject in store.subjects.items():

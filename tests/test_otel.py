@@ -295,13 +295,13 @@ async def test_uninstrument_stops_spans_and_listening(pipeline: Pipeline, tracin
     async def make_x() -> int:
         return 1
 
-    assert pipeline._events.observers == []  # nothing listens: events cost nothing
+    assert pipeline._engine.events.observers == []  # nothing listens: events cost nothing
     instrumentation = instrument(pipeline, tracing.provider)
-    assert len(pipeline._events.observers) == 1
+    assert len(pipeline._engine.events.observers) == 1
     await asyncio.wait_for(make_x(), 1)
     instrumentation.uninstrument()
     instrumentation.uninstrument()  # again: nothing happens
-    assert pipeline._events.observers == []
+    assert pipeline._engine.events.observers == []
     pipeline.reset()
     await asyncio.wait_for(make_x(), 1)
     assert [span.name for span in tracing.spans()] == ["step make_x"]
@@ -311,7 +311,7 @@ async def test_uninstrument_stops_spans_and_listening(pipeline: Pipeline, tracin
     pipeline.reset()
     await asyncio.wait_for(make_x(), 1)
     assert [span.name for span in tracing.spans()] == ["step make_x", "step make_x"]
-    assert pipeline._events.observers == []
+    assert pipeline._engine.events.observers == []
 
 
 async def test_uninstrument_lets_running_attempts_end_their_spans(
@@ -330,10 +330,10 @@ async def test_uninstrument_lets_running_attempts_end_their_spans(
     call = asyncio.ensure_future(slow())
     await asyncio.wait_for(started.wait(), 1)
     instrumentation.uninstrument()
-    assert len(pipeline._events.observers) == 1  # still waiting for the running attempt
+    assert len(pipeline._engine.events.observers) == 1  # still waiting for the running attempt
     gate.set()
     assert await asyncio.wait_for(call, 1) == 1
-    assert pipeline._events.observers == []
+    assert pipeline._engine.events.observers == []
     span = tracing.named("step slow")
     assert span.end_time is not None and span.status.status_code is StatusCode.UNSET
 

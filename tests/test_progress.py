@@ -46,4 +46,4 @@ async def test_progress_stops_listening_after_the_block(pipeline: Pipeline) -> N
     pipeline.reset()
     await make_a()
     assert shown.states == {(0, "make_a"): "succeeded"}
-    assert not pipeline._events.observers
+    assert not pipeline._engine.events.observers

@@ -173,7 +173,7 @@ async def test_provider_pending_after_its_output_was_pushed_is_released(
     await asyncio.sleep(0)
     pipeline.add_environment_resources(a=5)
     assert await asyncio.wait_for(waiter, 1) == 10
-    store = pipeline._store
+    store = pipeline._engine.store
     assert store.active == {}
     assert store.subjects["x"].observers == []
 
