@@ -1,28 +1,30 @@
 """Activation: one demanded step in one store, from subscription to its inputs to its outputs.
 
 The data path: a demand (`_demand.activate`) creates an `Activation` per provider that must
-run, and each activation subscribes a `Join` to its input subjects. When the join has every
-input, the step runs as a task on the store's loop and completes its output subjects, which in
-turn complete the joins of its dependents. Demand is reference-counted: when nobody needs a
-pending activation any more it is cancelled.
+run, and each activation observes its input subjects itself (a count of those still due, no
+operator chain). When every input holds a value, the step runs as a task on the store's loop and
+completes its output subjects, which in turn count down their dependents. Demand is
+reference-counted: when nobody needs a pending activation any more it is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import logging
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from reactivex import abc
+from reactivex.internal.exceptions import SequenceContainsNoElementsError
+
 from . import _starts
+from ._attempt import announce_end, announce_start
+from ._attempt import attempt as run_attempt
 from ._events import StepEvent
-from ._executors import run_sync
 from ._failure import Failure, stop_iteration_error
-from ._join import Join, Slot
 from ._store import (
     Resource,
     Store,
@@ -48,24 +50,32 @@ current_activation: contextvars.ContextVar[Activation | None] = contextvars.Cont
 )
 
 
-class Activation:
-    """A step demanded in a store: waiting for inputs, running, or finished."""
+class Activation(abc.ObserverBase[Any]):
+    """A step demanded in a store: waiting for inputs, running, or finished.
+
+    It is the observer of each input subject it waits on, in the manner of
+    ``combine_latest(*inputs).pipe(first())``: once every input has a value it reads them
+    from the subjects and stops listening; the first error stops it instead.
+    """
 
     __slots__ = (
         "cause",
         "context",
         "demand",
+        "due",
         "failure",
         "finished",
         "inputs",
-        "join",
         "outputs",
         "private",
+        "remaining",
+        "sources",
         "step",
         "store",
         "task",
         "unprovided",
         "upstream",
+        "waiting",
     )
 
     def __init__(
@@ -84,7 +94,11 @@ class Activation:
         # Inputs nothing provides, awaited until someone pushes them (lenient demand only).
         self.unprovided: list[str] | None = None
         self.demand = 0
-        self.join: Join | None = None
+        # The input subjects listened to until every one completes; None when not listening.
+        self.waiting: list[Resource] | None = None
+        self.sources: list[Resource] = []  # every input subject, in `inputs` order
+        self.remaining = 0  # completions still due from `waiting`
+        self.due = 0  # values still due (a completion without one is an error)
         self.task: asyncio.Task[None] | None = None
         self.finished = False
         self.cause: tuple[str, Activation] | None = None  # the failed input that stopped it
@@ -99,11 +113,50 @@ class Activation:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("activate %s", self.step.label)
         # The plan chose the inputs: a defaulted parameter only when provided or present.
-        subjects = [store.subject(name) for name in self.inputs]
-        if all(is_present(subject) for subject in subjects):
+        self.listen_to([store.subject(name) for name in self.inputs])
+
+    def listen_to(self, subjects: list[Resource]) -> None:
+        """Observe ``subjects``; `_ready` gets their values once every one holds one."""
+        waiting = [subject for subject in subjects if not is_present(subject)]
+        if not waiting:
             self._ready([subject.value for subject in subjects])  # nothing to wait for
-        else:
-            self.join = Join(subjects, self._ready, self._lost, self)
+            return
+        self.sources = subjects
+        self.waiting = waiting
+        self.remaining = self.due = len(waiting)
+        for subject in waiting:
+            subject.listen(self)  # a failed input calls back at once: stop there
+            if self.waiting is None:
+                return
+
+    def on_next(self, value: Any) -> None:
+        """An input's value: read from its subject once all are there."""
+        if self.waiting is not None:
+            self.due -= 1
+
+    def on_completed(self) -> None:
+        """An input completed: the step is ready when it was the last one."""
+        if self.waiting is None:
+            return
+        self.remaining -= 1
+        if self.due > self.remaining:  # completed without a value, as `first()` would refuse
+            self._lost(SequenceContainsNoElementsError())
+        elif self.remaining == 0:
+            self.waiting = None  # completed subjects let go of their observers themselves
+            sources, self.sources = self.sources, []
+            self._ready([subject.value for subject in sources])
+
+    def on_error(self, error: Exception) -> None:
+        """An input failed (see `_lost`)."""
+        if self.waiting is not None:
+            self._lost(error)
+
+    def _stop_listening(self) -> None:
+        waiting, self.waiting = self.waiting, None
+        self.sources = []
+        if waiting:
+            for subject in waiting:
+                subject.detach(self)
 
     def _subjects(self) -> list[Resource]:
         # Looked up when needed, not kept: a failed resource gets a fresh subject meanwhile.
@@ -112,7 +165,6 @@ class Activation:
         return [self.store.subject(name) for name in self.step.provides]
 
     def _ready(self, values: list[Any]) -> None:
-        self.join = None
         if self.finished:
             return  # cancelled meanwhile
         upstream = self.upstream
@@ -189,15 +241,15 @@ class Activation:
         try:
             while True:
                 attempt += 1
-                start = self._started(attempt)
+                start = announce_start(step, self.store.id, attempt)
                 try:
                     if step.is_coroutine_function and step.timeout is None:
                         result = await step.fn(**kwargs)  # one coroutine less in the common case
                     else:
-                        result = await self._attempt(kwargs)
+                        result = await run_attempt(step, kwargs, step.engine.executor)
                 except Exception as exc:
                     if attempt <= step.retries:
-                        self._attempt_failed(exc, start, attempt)
+                        announce_end(self.step, "failed", self.store.id, start, attempt, exc)
                         if step.retry_delay:
                             await asyncio.sleep(step.retry_delay)
                         continue
@@ -218,28 +270,6 @@ class Activation:
             # the task leaves no cycle for the garbage collector.
             self.task = None
 
-    def _started(self, attempt: int) -> float:
-        """Log and announce an attempt; its start time, or 0.0 when nobody watches."""
-        step = self.step
-        events = step.engine.events
-        debug = logger.isEnabledFor(logging.DEBUG)
-        if not debug and not events.observers:
-            return 0.0  # the common case costs two checks, not a clock reading
-        if debug:
-            logger.debug("start %s", step.label)
-        if events.observers:
-            events.emit(StepEvent(step.label, "started", scope=self.store.id, attempt=attempt))
-        return time.perf_counter()
-
-    def _attempt_failed(self, exc: BaseException, start: float, attempt: int) -> None:
-        step = self.step
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("failed %s (attempt %d): %r", step.label, attempt, exc)
-        events = step.engine.events
-        if events.observers:
-            elapsed = time.perf_counter() - start if start else None
-            events.emit(StepEvent(step.label, "failed", elapsed, exc, self.store.id, attempt))
-
     def _give_up(self, exc: BaseException, start: float, attempt: int) -> None:
         """The step failed for good: note it on the error, fail its outputs, then tell."""
         if self.finished:
@@ -248,12 +278,10 @@ class Activation:
             exc = stop_iteration_error(self.step, exc)
         self.failure = Failure(exc, self.step, attempt)
         self._fail(exc)
-        self._attempt_failed(exc, start, attempt)
+        announce_end(self.step, "failed", self.store.id, start, attempt, exc)
 
     def _cancelled(self, start: float, attempt: int) -> None:
         step = self.step
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("cancelled %s", step.label)
         if not self.finished:
             # Not cancelled by the library (which retires an activation before cancelling it):
             # the step raised CancelledError itself, or someone cancelled its task. Whoever
@@ -265,43 +293,7 @@ class Activation:
                     f"Demand them again to rerun it."
                 )
             )
-        events = step.engine.events
-        if events.observers:
-            elapsed = time.perf_counter() - start if start else None
-            events.emit(StepEvent(step.label, "cancelled", elapsed, None, self.store.id, attempt))
-
-    async def _attempt(self, kwargs: dict[str, Any]) -> Any:
-        step = self.step
-        if step.timeout is None:
-            return await self._invoke(kwargs)
-        try:
-            async with asyncio.timeout(step.timeout) as deadline:
-                return await self._invoke(kwargs)
-        except TimeoutError:
-            if deadline.expired():
-                raise TimeoutError(
-                    f"`{step.name}` ran longer than its timeout of {step.timeout} s."
-                ) from None
-            raise
-
-    async def _invoke(self, kwargs: dict[str, Any]) -> Any:
-        step = self.step
-        if step.is_async:
-            result = step.fn(**kwargs)
-            # An async callable that is not a coroutine function may hand back any awaitable
-            # (or, exceptionally, the value itself).
-            return await result if inspect.isawaitable(result) else result
-        executor = step.executor if step.executor is not None else step.engine.executor
-        result = await run_sync(step, kwargs, executor)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()  # never awaited, on purpose: no "never awaited" warning
-            raise TypeError(
-                f"`{step.name}` is a plain `def` step but returned an awaitable "
-                f"({type(result).__name__}). Make it `async def` so its result is awaited, "
-                f"or return the value itself."
-            )
-        return result
+        announce_end(step, "cancelled", self.store.id, start, attempt)
 
     def _emit(self, result: Any, start: float, attempt: int) -> None:
         if self.finished:
@@ -330,22 +322,20 @@ class Activation:
             events.emit(StepEvent(step.label, "succeeded", elapsed, None, self.store.id, attempt))
         notify_settled(settled)
 
-    def _lost(self, error: Exception, index: int) -> None:
+    def _lost(self, error: Exception) -> None:
         """An input failed: this step cannot run, and fails its outputs with the same error.
 
         Failures usually retire their dependents before anyone hears of them
         (`fail_downstream`); this is for inputs failed otherwise (a feed's error).
         """
-        self.join = None
+        self._stop_listening()
         if not self.finished:
             fail_downstream(self._detach(), error, self)
 
     def _detach(self) -> list[tuple[str, Resource]]:
         """Retire, stop listening, release upstream, and take the outputs out of the store."""
         self._retire()
-        if self.join is not None:
-            self.join.dispose()
-            self.join = None
+        self._stop_listening()
         if self.private:
             old = [("", subject) for subject in self.outputs]
         else:
@@ -378,9 +368,7 @@ class Activation:
         self._retire()
         if self.private and error is not None:
             fail_subject(self.outputs[0], error)
-        if self.join is not None:
-            self.join.dispose()
-            self.join = None
+        self._stop_listening()
         task = self.task
         if task is not None and not task.done() and not task.get_loop().is_closed():
             task.cancel()
@@ -407,11 +395,9 @@ def fail_downstream(
         name, subject, upstream = work.popleft()
         failed.append(subject)
         for observer in list(subject.observers):
-            if not isinstance(observer, Slot):
+            if not isinstance(observer, Activation) or observer.finished:
                 continue
-            dependent = observer.owner
-            if not isinstance(dependent, Activation) or dependent.finished:
-                continue
+            dependent = observer
             if upstream is not None:
                 dependent.cause = (name, upstream)
                 if upstream.failure is not None and upstream.failure.error is error:

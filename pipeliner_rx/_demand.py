@@ -43,11 +43,9 @@ class Link(Activation):
         """Listen to the shared outputs in the pipeline's store."""
         home = self.store.root
         assert home is not None  # links are made only in scopes
-        subjects = [home.subject(name) for name in self.step.provides]
-        self.join = Join(subjects, self._ready, self._lost, self)
+        self.listen_to([home.subject(name) for name in self.step.provides])
 
     def _ready(self, values: list[Any]) -> None:
-        self.join = None
         if self.finished:
             return
         self._retire()

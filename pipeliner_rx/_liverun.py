@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._attempt import attempt as run_attempt
 from ._cells import Outcome, Run
 from ._events import EventKind, Events, StepEvent
-from ._executors import Executor, run_sync
+from ._executors import Executor
 from ._failure import stop_iteration_error
 from .exceptions import PipelineError
 
 if TYPE_CHECKING:
-    from ._step import Step
+    pass
 
 __all__ = ["Runner"]
 
@@ -103,7 +103,7 @@ class Runner:
                     if step.is_coroutine_function and step.timeout is None:
                         result = await step.fn(**kwargs)  # one coroutine less, as a rule
                     else:
-                        result = await self._attempt(step, kwargs)
+                        result = await run_attempt(step, kwargs, self.executor)
                 except Exception as exc:
                     if attempt <= step.retries:
                         self._report(run, "failed", _since(start), attempt, exc)
@@ -121,37 +121,6 @@ class Runner:
             self._give_up(run, exc, start, attempt)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise  # these stop the loop, as asyncio lets them
-
-    async def _attempt(self, step: Step[Any], kwargs: dict[str, Any]) -> Any:
-        if step.timeout is None:
-            return await self._invoke(step, kwargs)
-        try:
-            async with asyncio.timeout(step.timeout) as deadline:
-                return await self._invoke(step, kwargs)
-        except TimeoutError:
-            if deadline.expired():
-                raise TimeoutError(
-                    f"`{step.name}` ran longer than its timeout of {step.timeout} s."
-                ) from None
-            raise
-
-    async def _invoke(self, step: Step[Any], kwargs: dict[str, Any]) -> Any:
-        if step.is_async:
-            result = step.fn(**kwargs)
-            # An async callable that is not a coroutine function may hand back any awaitable
-            # (or, exceptionally, the value itself).
-            return await result if inspect.isawaitable(result) else result
-        executor = step.executor if step.executor is not None else self.executor
-        result = await run_sync(step, kwargs, executor)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()  # never awaited, on purpose: no "never awaited" warning
-            raise TypeError(
-                f"`{step.name}` is a plain `def` step but returned an awaitable "
-                f"({type(result).__name__}). Make it `async def` so its result is awaited, "
-                f"or return the value itself."
-            )
-        return result
 
     def _give_up(self, run: Run, exc: BaseException, start: float, attempt: int) -> None:
         if isinstance(exc, StopIteration):  # a Future refuses it: `get` could never raise it

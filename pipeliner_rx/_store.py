@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reactivex import abc
+from reactivex.internal.basic import default_error, noop
 from reactivex.subject import AsyncSubject
 
 from .exceptions import PipelineError, ResourceConflictError, ScopeClosedError, StoreInUseError
@@ -37,6 +39,12 @@ def is_present(subject: AsyncSubject[Any]) -> bool:
     return subject.is_stopped and subject.has_value
 
 
+# One lock for every resource: the library changes resources only on their loop's thread, so
+# it is never contended there, and a lock per resource (two, through AsyncSubject's constructor
+# chain) was a large part of what a store costs. Users' own threads still get mutual exclusion.
+_LOCK = threading.RLock()
+
+
 class Resource(AsyncSubject[Any]):
     """The ``AsyncSubject`` of one resource of a store.
 
@@ -45,6 +53,22 @@ class Resource(AsyncSubject[Any]):
     observers keep Rx's grammar themselves, and a step's join subscribes to every input, so
     that wrapping would be most of the engine's cost. Users subscribe as usual.
     """
+
+    def __init__(self) -> None:
+        # AsyncSubject's constructor chain (Observer, Observable, Subject, AsyncSubject),
+        # flattened: the same fields with the same initial values, and the shared lock.
+        # `test_reactivex_contract` checks the fields against reactivex's own constructor.
+        self.is_stopped = False
+        self._handler_on_next = noop
+        self._handler_on_error = default_error
+        self._handler_on_completed = noop
+        self.lock = _LOCK
+        self._subscribe = None
+        self.is_disposed = False
+        self.observers: list[abc.ObserverBase[Any]] = []
+        self.exception = None
+        self.value = None
+        self.has_value = False
 
     def listen(self, observer: abc.ObserverBase[Any]) -> bool:
         """Attach ``observer``; True if attached, False if it was called back at once.

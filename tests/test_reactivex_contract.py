@@ -170,3 +170,20 @@ def test_sequence_contains_no_elements_error_is_importable() -> None:
     assert str(SequenceContainsNoElementsError()), broken(
         "`SequenceContainsNoElementsError()` no longer has a message", "`_join`"
     )
+
+
+def test_resource_constructor_sets_what_async_subject_sets() -> None:
+    from pipeliner_rx._store import Resource
+
+    expected = vars(AsyncSubject())
+    made = vars(Resource())
+    assert made.keys() == expected.keys(), broken(
+        f"`AsyncSubject()` now sets the fields {sorted(expected)}, not {sorted(made)}",
+        "`_store.Resource.__init__`, which sets them itself instead of calling the chain",
+    )
+    for name, value in expected.items():
+        if name != "lock":
+            assert made[name] == value, broken(
+                f"`AsyncSubject().{name}` starts as {value!r}",
+                "`_store.Resource.__init__`",
+            )
