@@ -85,13 +85,15 @@ async def test_no_events_are_built_without_subscribers(
 ) -> None:
     built: list[object] = []
     import pipeliner_rx._activation as activation
+    import pipeliner_rx._attempt as attempt
 
     class Counting(StepEvent):
         def __init__(self, *args: object, **kwargs: object) -> None:
             built.append(args)
             super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(activation, "StepEvent", Counting)
+    monkeypatch.setattr(activation, "StepEvent", Counting)  # skipped, succeeded
+    monkeypatch.setattr(attempt, "StepEvent", Counting)  # started, failed, cancelled
 
     @pipeline.step(provides="a")
     async def make_a() -> int:
