@@ -312,6 +312,11 @@ class Pipeline(PipelineStreams):
     def plan(self, target: str | Step[Any], **resources: Any) -> Plan:
         """What calling ``target`` would run, worked out without running or storing anything.
 
+        The plan is the engine's own: a call compiles its walk once per target and set of
+        present resources (in the current store, plus ``resources``) and reuses it until a
+        step is registered. This returns that compiled plan, the same object for as long as
+        that state holds, so a dry run is exactly what a call would execute.
+
         Args:
             target: a step, a resource name, or a step name (a resource name wins on a clash).
             **resources: values the call would supply, as keyword arguments of the call.

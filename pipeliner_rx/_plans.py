@@ -24,6 +24,8 @@ __all__ = ["Compiled", "Plan", "Plans", "resolve"]
 
 # Variants kept per target: a target met in many different store states compiles again.
 _VARIANTS = 16
+# Targets kept: `resource(name)` with ever new names must not grow the cache without bound.
+_TARGETS = 1024
 
 
 @dataclass(frozen=True)
@@ -336,6 +338,9 @@ class Plans:
         self._providers = providers
         self._cache: dict[tuple[Any, ...], list[Compiled]] = {}
 
+    def __len__(self) -> int:
+        return sum(len(variants) for variants in self._cache.values())
+
     def clear(self) -> None:
         """Forget every plan (a step was registered: walks may differ now)."""
         self._cache.clear()
@@ -358,6 +363,8 @@ class Plans:
         key = (step, names, strict, store.root is not None)
         variants = self._cache.get(key)
         if variants is None:
+            if len(self._cache) >= _TARGETS:
+                self._cache.clear()
             variants = self._cache[key] = []
         else:
             for compiled in variants:

@@ -126,6 +126,14 @@ async def test_active_steps_are_shared_not_made_again() -> None:
     assert calls.count("slow") == 1 and calls.count("divide") == 1
 
 
+async def test_the_plan_cache_stays_bounded() -> None:
+    pipeline, _ = seed_pipeline()
+    for i in range(1500):  # a service asking for ever new names
+        with pytest.raises(TimeoutError):
+            await pipeline.resource(f"name{i}", timeout=0)
+    assert 0 < len(pipeline._engine.plans) <= 1024
+
+
 @st.composite
 def planned_calls(draw: st.DrawFn) -> tuple[Dag, dict[str, Any], Target]:
     dag = draw(dags(max_steps=30))
