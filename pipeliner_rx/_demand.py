@@ -17,10 +17,10 @@ from reactivex import Observable
 from . import _starts
 from ._activation import Activation, current_activation, release
 from ._failure import failure_chain
-from ._join import Join
+from ._join import Join, One
 from ._plans import Compiled
 from ._starts import queued
-from ._store import Store, complete_all
+from ._store import Resource, Store, complete_all
 from .exceptions import CycleError, MissingResourceError
 
 if TYPE_CHECKING:
@@ -262,7 +262,10 @@ class Listener:
                 failure.reached(what, failure_chain(demands[0]))
             failed(error)
 
-        self._join = Join(sources, ready, on_error)
+        if len(sources) == 1 and isinstance(sources[0], Resource):
+            self._join: Join | One = One(sources[0], ready, on_error)
+        else:
+            self._join = Join(sources, ready, on_error)
 
     @property
     def done(self) -> bool:

@@ -15,7 +15,7 @@ from reactivex.internal.exceptions import SequenceContainsNoElementsError
 
 from ._store import Resource
 
-__all__ = ["Join", "Slot"]
+__all__ = ["Join", "One", "Slot"]
 
 _UNSET: Any = object()
 
@@ -145,3 +145,58 @@ class Join:
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             subscription.dispose()
+
+
+class One(abc.ObserverBase[Any], abc.DisposableBase):
+    """A `Join` of a single resource: the same callbacks and ``done``, without slots or lists.
+
+    A caller usually waits for one resource (a step's only output, or a step's private
+    result): this observes it directly.
+    """
+
+    __slots__ = ("_on_error", "_on_ready", "_source", "done")
+
+    def __init__(
+        self,
+        source: Resource,
+        on_ready: Callable[[list[Any]], None],
+        on_error: Callable[[Exception, int], None],
+    ) -> None:
+        self._on_ready = on_ready
+        self._on_error = on_error
+        self._source: Resource | None = None
+        self.done = False
+        if source.is_stopped and source.has_value:
+            self.done = True
+            on_ready([source.value])
+            return
+        self._source = source
+        source.listen(self)  # a failed source calls back at once
+
+    def on_next(self, value: Any) -> None:
+        pass  # read from the source on completion, as `first()` of an AsyncSubject would
+
+    def on_completed(self) -> None:
+        if self.done:
+            return
+        source = self._source
+        self.done = True
+        self._source = None
+        if source is not None and source.has_value:
+            self._on_ready([source.value])
+        else:
+            self._on_error(SequenceContainsNoElementsError(), 0)
+
+    def on_error(self, error: Exception) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._source = None
+        self._on_error(error, 0)
+
+    def dispose(self) -> None:
+        """Stop listening; no callback is called afterwards."""
+        self.done = True
+        source, self._source = self._source, None
+        if source is not None:
+            source.detach(self)

@@ -63,7 +63,7 @@ class Scope:
             ]
             for name in downstream(pipeline.steps, changed):
                 inherited.pop(name, None)
-        self._store.push({**engine.environment, **inherited, **resources})
+        self._store.seed({**engine.environment, **inherited, **resources})
         self._tokens: list[Token[Store | None]] = []
 
     def __repr__(self) -> str:

@@ -300,6 +300,14 @@ class Store:
         self.check(resources)
         complete_all([self.subject(name) for name in resources], list(resources.values()))
 
+    def seed(self, resources: Mapping[str, Any]) -> None:
+        """Fill a new store, before anyone can observe it: no conflicts, nobody to notify."""
+        subjects = self.subjects
+        for name, value in resources.items():
+            subject = subjects[name] = Resource()
+            subject.value = value
+            subject.has_value = subject.is_stopped = True
+
     def check(self, resources: Mapping[str, Any]) -> None:
         """Raise `ResourceConflictError` if any value differs from one the store holds."""
         for name, value in resources.items():

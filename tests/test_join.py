@@ -96,3 +96,55 @@ def test_join_empty_completion_is_an_error() -> None:
     events, _ = record([a])
     a.on_completed()
     assert events[0][0] == "error"
+
+
+def record_one(source: Any) -> tuple[list[Any], Any]:
+    from pipeliner_rx._join import One
+
+    events: list[Any] = []
+    one = One(
+        source,
+        lambda v: events.append(("ready", list(v))),
+        lambda e, i: events.append(("error", type(e).__name__, i)),
+    )
+    return events, one
+
+
+@pytest.mark.parametrize("case", ["present", "later", "error", "empty", "failed", "disposed"])
+def test_one_acts_like_first_of_a_single_resource(case: str) -> None:
+    from pipeliner_rx._store import Resource, fail_subject
+
+    mine, theirs = Resource(), AsyncSubject[int]()
+    if case in ("present", "failed"):
+        for subject in (mine, theirs):
+            if case == "present":
+                subject.on_next(3)
+                subject.on_completed()
+    if case == "failed":
+        fail_subject(mine, ValueError("x"))
+        theirs.on_error(ValueError("x"))
+    events, one = record_one(mine)
+    expected = reference([theirs])
+    if case == "later":
+        for subject in (mine, theirs):
+            subject.on_next(4)
+            subject.on_completed()
+    elif case == "error":
+        for subject in (mine, theirs):
+            subject.on_error(ValueError("y"))
+    elif case == "empty":
+        for subject in (mine, theirs):
+            subject.on_completed()
+    elif case == "disposed":
+        one.dispose()
+        mine.on_next(5)
+        mine.on_completed()
+        assert events == [] and one.done and mine.observers == []
+        return
+    assert one.done
+    assert [e[0] for e in events] == [e[0] for e in expected]
+    if events[0][0] == "ready":
+        assert events == expected
+    else:
+        assert events[0][2] == 0
+        assert events[0][1] == type(expected[0][1]).__name__
