@@ -13,7 +13,7 @@ from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
 from ._items import Items, Targets, check_limit
 from ._rx import loop_for
-from ._threads import call_on_loop, guarded, on_loop_thread
+from ._threads import call_on_loop, guarded, on_loop_thread, subscribe_on_loop
 
 if TYPE_CHECKING:
     from ._pipeline import Pipeline
@@ -58,17 +58,13 @@ def compute(
                     source, observer
                 )
             # Subscribed from another thread: subscribe on the loop's thread.
-            inner = SingleAssignmentDisposable()
-
-            def later() -> None:
-                stream = _Stream(resolved, loop, context, limit, ordered, return_exceptions)
-                try:
-                    inner.disposable = stream.run(source, observer)
-                except Exception as exc:  # as reactivex's own subscribe would route it
-                    observer.on_error(exc)
-
-            loop.call_soon_threadsafe(later)
-            return Disposable(lambda: call_on_loop(loop, inner.dispose))
+            return subscribe_on_loop(
+                loop,
+                lambda: _Stream(resolved, loop, context, limit, ordered, return_exceptions).run(
+                    source, observer
+                ),
+                observer,
+            )
 
         return Observable(subscribe)
 

@@ -133,7 +133,7 @@ def activate(
             activation = Activation(s, store, index == plan.private, context)
             activation.upstream = [made[dep] for dep in plan.deps[index]]  # type: ignore[misc]
             activation.unprovided = plan.unprovided[index]
-        activation.inputs = plan.inputs[index]
+            activation.inputs = plan.inputs[index]
         made[index] = activation
         order.append(activation)
     demands: list[Activation] = [made[index] for index in plan.top]  # type: ignore[misc]

@@ -15,14 +15,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from reactivex import Observable, abc
-from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
 from ._events import Events, StepEvent
 from ._executors import Executor
 from ._live_changes import Changes
 from ._live_readers import Readers
 from ._revisions import Scheduler
-from ._threads import call_on_loop, on_loop_thread, run_on_loop
+from ._threads import on_loop_thread, run_on_loop, subscribe_on_loop
 from .exceptions import LiveStoreClosedError, PipelineError, StoreInUseError
 
 if TYPE_CHECKING:
@@ -237,16 +236,7 @@ class LiveStore:
             loop = self._loop_for_subscribe(name)
             if not on_loop_thread(loop):
                 # Subscribed from another thread: do the work on the loop's thread.
-                inner = SingleAssignmentDisposable()
-
-                def later() -> None:
-                    try:
-                        inner.disposable = subscribe(observer)
-                    except Exception as exc:  # as reactivex's own subscribe would route it
-                        observer.on_error(exc)
-
-                loop.call_soon_threadsafe(later)
-                return Disposable(lambda: call_on_loop(loop, inner.dispose))
+                return subscribe_on_loop(loop, lambda: subscribe(observer), observer)
             return self._subscribe(name, observer, loop)
 
         return Observable(subscribe)

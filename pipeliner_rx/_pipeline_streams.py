@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from reactivex import Observable, abc
 
@@ -25,12 +25,6 @@ class PipelineStreams:
 
     __slots__ = ()
     _engine: Engine  # set by `Pipeline`
-
-    def _pipeline(self) -> Pipeline:
-        from ._pipeline import Pipeline  # late: `Pipeline` derives from this class
-
-        assert isinstance(self, Pipeline)
-        return self
 
     def observe(self, name: str) -> Observable[Any]:
         """An Observable that emits resource ``name`` once and completes.
@@ -125,7 +119,7 @@ class PipelineStreams:
             >>> inputs.pipe(pipeline.compute("double", ordered=False, return_exceptions=True))
         """
         return compute(
-            self._pipeline(),
+            cast("Pipeline", self),  # this class is only ever a base of `Pipeline`
             self._engine.current_store(),
             targets,
             max_concurrency,
@@ -181,7 +175,7 @@ class PipelineStreams:
             ...     print(count)
         """
         return map_items(
-            self._pipeline(),
+            cast("Pipeline", self),
             self._engine.current_store(),
             items,
             targets,

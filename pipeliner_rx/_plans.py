@@ -218,7 +218,6 @@ def compile_walk(
             # Demanded in the pipeline's store when the plan runs; its inputs are read there.
             link = add(provider, name, frame, ())
             compiled.links[link] = True
-            compiled.inputs[link] = provider.provides
             number[provider] = link
             deps[link] = None
             return
@@ -283,35 +282,38 @@ def _describe(
     target_skipped: bool,
 ) -> Plan:
     """The compiled walk as users read it: what runs and why, what is skipped, what is missing."""
-    plan = Plan(step.label if step is not None else names[0])
+    runs: list[str] = []
+    skips: list[str] = []
+    reasons: dict[str, str] = {}
     drawn: list[tuple[Step[Any], str]] = []  # each planned step and its style, for the graph
     if step is not None and target_skipped:
         outputs = ", ".join(f"`{name}`" for name in step.provides)
-        plan.skips.append(step.label)
-        plan.reasons[step.label] = f"its outputs ({outputs}) are present"
+        skips.append(step.label)
+        reasons[step.label] = f"its outputs ({outputs}) are present"
         drawn.append((step, "skip"))
     for index, s in enumerate(compiled.steps):
-        plan.runs.append(s.label)
+        runs.append(s.label)
         drawn.append((s, "step"))
         needs = ", ".join(f"`{p.name}`" for p in s.params) or "nothing"
         if s is step or (compiled.parent[index] < 0 and compiled.via[index] in names):
-            plan.reasons[s.label] = f"the target; needs {needs}"
+            reasons[s.label] = f"the target; needs {needs}"
         elif compiled.links[index]:
-            plan.reasons[s.label] = (
+            reasons[s.label] = (
                 f"provides missing `{compiled.via[index]}`; shared, so it runs once in the "
                 f"pipeline's own store"
             )
         else:
-            plan.reasons[s.label] = f"provides missing `{compiled.via[index]}`; needs {needs}"
+            reasons[s.label] = f"provides missing `{compiled.via[index]}`; needs {needs}"
     for provider, reason in suppressed.items():
-        if provider.label not in plan.reasons:
-            plan.skips.append(provider.label)
-            plan.reasons[provider.label] = reason
+        if provider.label not in reasons:
+            skips.append(provider.label)
+            reasons[provider.label] = reason
             drawn.append((provider, "skip"))
-    plan.missing.extend(dict.fromkeys(name for name, _ in compiled.missing))
+    missing = list(dict.fromkeys(name for name, _ in compiled.missing))
     # Drawn resources count as looked at: the drawing is part of what the plan is valid for.
     drawing = plan_drawing(drawn, providers, present)
-    return Plan(plan.target, plan.runs, plan.skips, plan.missing, plan.reasons, drawing)
+    target = step.label if step is not None else names[0]
+    return Plan(target, runs, skips, missing, reasons, drawing)
 
 
 def resolve(

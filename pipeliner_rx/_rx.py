@@ -13,7 +13,7 @@ from reactivex.disposable import Disposable, SingleAssignmentDisposable
 from ._activation import fail_downstream
 from ._demand import Listener, activate
 from ._store import Store, is_present
-from ._threads import call_on_loop, guarded, on_loop_thread
+from ._threads import call_on_loop, guarded, on_loop_thread, subscribe_on_loop
 from .exceptions import PipelineError
 
 if TYPE_CHECKING:
@@ -53,16 +53,7 @@ def observe(engine: Engine, store: Store, name: str) -> Observable[Any]:
         loop = loop_for(store, f"observe({name!r})")
         if not on_loop_thread(loop):
             # Subscribed from another thread: do the work on the loop's thread.
-            inner = SingleAssignmentDisposable()
-
-            def later() -> None:
-                try:
-                    inner.disposable = subscribe(observer)
-                except Exception as exc:  # as reactivex's own subscribe would route it
-                    observer.on_error(exc)
-
-            loop.call_soon_threadsafe(later)
-            return Disposable(lambda: call_on_loop(loop, inner.dispose))
+            return subscribe_on_loop(loop, lambda: subscribe(observer), observer)
         store.bind(loop)
         subject = store.subject(name)
         # The observer is the user's: what it raises must not stop the pipeline's own

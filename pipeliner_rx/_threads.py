@@ -8,9 +8,12 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from reactivex import abc
+from reactivex.disposable import Disposable, SingleAssignmentDisposable
+
 from .exceptions import PipelineError
 
-__all__ = ["call_on_loop", "guarded", "on_loop_thread", "run_on_loop"]
+__all__ = ["call_on_loop", "guarded", "on_loop_thread", "run_on_loop", "subscribe_on_loop"]
 
 T = TypeVar("T")
 
@@ -68,6 +71,28 @@ def run_on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[[], T]) -> 
                     "The event loop stopped before the pushed values could be set; push "
                     "them again while the loop runs."
                 ) from None
+
+
+def subscribe_on_loop(
+    loop: asyncio.AbstractEventLoop,
+    subscribe: Callable[[], abc.DisposableBase],
+    observer: abc.ObserverBase[Any],
+) -> abc.DisposableBase:
+    """Subscribe on ``loop``'s thread, for a subscription made on another thread.
+
+    ``subscribe()`` runs there; what it raises goes to ``observer.on_error``, as reactivex's
+    own subscribe would route it. Disposing the result disposes the subscription there.
+    """
+    inner = SingleAssignmentDisposable()
+
+    def later() -> None:
+        try:
+            inner.disposable = subscribe()
+        except Exception as exc:
+            observer.on_error(exc)
+
+    loop.call_soon_threadsafe(later)
+    return Disposable(lambda: call_on_loop(loop, inner.dispose))
 
 
 def guarded(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., Any], *args: Any) -> None:

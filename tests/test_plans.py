@@ -9,36 +9,22 @@ import pytest
 from dags import EXAMPLES, Dag, Log, Target, build, dags, seedings, store_id
 from hypothesis import given
 from hypothesis import strategies as st
+from test_core import make_seed
 
 import pipeliner_rx._plans
 from pipeliner_rx import MissingResourceError, Pipeline
 
 
 def seed_pipeline() -> tuple[Pipeline, list[str]]:
+    """The seed pipeline of `test_core` on a fresh pipeline, and the log of its calls."""
     pipeline = Pipeline()
     calls: list[str] = []
-
-    @pipeline.step(provides="base")
-    async def base_provider() -> int:
-        calls.append("base_provider")
-        return 23
-
-    @pipeline.step(provides="result")
-    async def divide(base: int, divisor: int) -> int:
-        calls.append("divide")
-        return base // divisor
-
-    @pipeline.step(provides="modulus")
-    async def mod(base: int, divisor: int) -> int:
-        calls.append("mod")
-        return base % divisor
-
-    @pipeline.step
-    async def get_division(base: int, result: int, modulus: int) -> tuple[int, int, int]:
-        calls.append("get_division")
-        return base, result, modulus
-
+    make_seed(pipeline, calls)
     return pipeline, calls
+
+
+def get_division(pipeline: Pipeline) -> Any:
+    return next(step for step in pipeline.steps if step.name == "get_division")
 
 
 def test_the_same_state_gives_the_same_compiled_plan() -> None:
@@ -79,7 +65,7 @@ async def test_calls_in_fresh_scopes_compile_once(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(pipeliner_rx._plans, "compile_walk", counting)
     for divisor in range(1, 51):
         async with pipeline.scope(base=38, divisor=divisor):
-            got = await asyncio.wait_for(pipeline.steps[-1](), 1)
+            got = await asyncio.wait_for(get_division(pipeline)(), 1)
             assert got == (38, 38 // divisor, 38 % divisor)
     assert len(compiled) == 1  # one walk, reused by 50 calls
     assert calls.count("divide") == 50 and "base_provider" not in calls
@@ -95,7 +81,7 @@ async def test_a_plan_with_missing_inputs_raises_on_each_call() -> None:
     for _ in range(2):
         async with pipeline.scope():
             with pytest.raises(MissingResourceError, match="`divisor`"):
-                await asyncio.wait_for(pipeline.steps[-1](), 1)
+                await asyncio.wait_for(get_division(pipeline)(), 1)
     assert calls == []
 
 
