@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 import types
 from typing import Any
@@ -52,19 +51,18 @@ class PipelinerEagerStartEngine(PipelinerEngine):
 
 
 def register(pipeline: Pipeline, spec: StepSpec) -> Any:
-    """Register a spec's coroutine under its own name and parameters."""
+    """Register a spec's coroutine under its own name and keyword-only parameters.
 
-    async def fn(**kwargs: Any) -> Any:
-        return await spec.fn(**kwargs)
-
-    fn.__name__ = fn.__qualname__ = spec.name
-    fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in spec.needs]
-    )
-    # Call the spec's function directly: the wrapper above only carries the signature.
-    fn.__wrapped__ = spec.fn  # type: ignore[attr-defined]
-    step = pipeline.step(provides=spec.provides or None)(fn)
-    step.fn = spec.fn
+    The function is generated from source, as a user's own ``async def`` would be written: no
+    closure, no ``__signature__`` object per step (those made the registry of a 10,000-step
+    workload twice as large as a user's, and every full GC collection scans it).
+    """
+    params = ", ".join(spec.needs)
+    source = f"async def {spec.name}({'*, ' if params else ''}{params}):\n    pass\n"
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    step = pipeline.step(provides=spec.provides or None)(namespace[spec.name])
+    step.fn = spec.fn  # call the spec's coroutine directly: the generated one is its signature
     return step
 
 

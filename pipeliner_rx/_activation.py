@@ -17,14 +17,12 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from reactivex import abc
-from reactivex.internal.exceptions import SequenceContainsNoElementsError
-
 from . import _starts
 from ._attempt import announce_end, announce_start
 from ._attempt import attempt as run_attempt
 from ._events import StepEvent
 from ._failure import Failure, stop_iteration_error
+from ._inputs import Inputs
 from ._store import (
     Resource,
     Store,
@@ -50,32 +48,27 @@ current_activation: contextvars.ContextVar[Activation | None] = contextvars.Cont
 )
 
 
-class Activation(abc.ObserverBase[Any]):
+class Activation(Inputs):
     """A step demanded in a store: waiting for inputs, running, or finished.
 
-    It is the observer of each input subject it waits on, in the manner of
-    ``combine_latest(*inputs).pipe(first())``: once every input has a value it reads them
-    from the subjects and stops listening; the first error stops it instead.
+    It observes its input subjects itself (`Inputs`); once every input holds a value, its
+    step runs in a task of its own.
     """
 
     __slots__ = (
         "cause",
         "context",
         "demand",
-        "due",
         "failure",
         "finished",
         "inputs",
         "outputs",
         "private",
-        "remaining",
-        "sources",
         "step",
         "store",
         "task",
         "unprovided",
         "upstream",
-        "waiting",
     )
 
     def __init__(
@@ -88,17 +81,15 @@ class Activation(abc.ObserverBase[Any]):
         # The context of the demand that activated the step: its task starts from a copy, not
         # from whichever task happened to complete its last input.
         self.context = context
-        self.outputs: list[Resource] = []
+        # Empty tuples, not lists, until needed: fewer objects for the cyclic GC to track
+        # while thousands of activations are pending (W3).
+        self.outputs: Sequence[Resource] = ()
         self.inputs: Sequence[str] = ()
-        self.upstream: list[Activation] = []
+        self.upstream: Sequence[Activation] = ()
         # Inputs nothing provides, awaited until someone pushes them (lenient demand only).
         self.unprovided: list[str] | None = None
         self.demand = 0
-        # The input subjects listened to until every one completes; None when not listening.
-        self.waiting: list[Resource] | None = None
-        self.sources: list[Resource] = []  # every input subject, in `inputs` order
-        self.remaining = 0  # completions still due from `waiting`
-        self.due = 0  # values still due (a completion without one is an error)
+        Inputs.__init__(self)
         self.task: asyncio.Task[None] | None = None
         self.finished = False
         self.cause: tuple[str, Activation] | None = None  # the failed input that stopped it
@@ -113,64 +104,45 @@ class Activation(abc.ObserverBase[Any]):
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("activate %s", self.step.label)
         # The plan chose the inputs: a defaulted parameter only when provided or present.
-        self.listen_to([store.subject(name) for name in self.inputs])
-
-    def listen_to(self, subjects: list[Resource]) -> None:
-        """Observe ``subjects``; `_ready` gets their values once every one holds one."""
-        waiting = [subject for subject in subjects if not is_present(subject)]
-        if not waiting:
-            self._ready([subject.value for subject in subjects])  # nothing to wait for
+        inputs = self.inputs
+        if not inputs:
+            self._ready()
             return
-        self.sources = subjects
-        self.waiting = waiting
-        self.remaining = self.due = len(waiting)
-        for subject in waiting:
-            subject.listen(self)  # a failed input calls back at once: stop there
-            if self.waiting is None:
-                return
-
-    def on_next(self, value: Any) -> None:
-        """An input's value: read from its subject once all are there."""
-        if self.waiting is not None:
-            self.due -= 1
-
-    def on_completed(self) -> None:
-        """An input completed: the step is ready when it was the last one."""
-        if self.waiting is None:
-            return
-        self.remaining -= 1
-        if self.due > self.remaining:  # completed without a value, as `first()` would refuse
-            self._lost(SequenceContainsNoElementsError())
-        elif self.remaining == 0:
-            self.waiting = None  # completed subjects let go of their observers themselves
-            sources, self.sources = self.sources, []
-            self._ready([subject.value for subject in sources])
-
-    def on_error(self, error: Exception) -> None:
-        """An input failed (see `_lost`)."""
-        if self.waiting is not None:
-            self._lost(error)
-
-    def _stop_listening(self) -> None:
-        waiting, self.waiting = self.waiting, None
-        self.sources = []
+        subjects = store.subjects
+        sources = []
+        waiting = []
+        for name in inputs:
+            subject = subjects.get(name)
+            if subject is None:
+                subject = subjects[name] = Resource()
+                waiting.append(subject)
+            elif not (subject.is_stopped and subject.has_value):
+                waiting.append(subject)
+            sources.append(subject)
+        self.sources = sources
         if waiting:
-            for subject in waiting:
-                subject.detach(self)
+            self._listen(waiting)
+        else:
+            self._ready()  # nothing to wait for
 
-    def _subjects(self) -> list[Resource]:
+    def _subjects(self) -> Sequence[Resource]:
         # Looked up when needed, not kept: a failed resource gets a fresh subject meanwhile.
         if self.private:
             return self.outputs
-        return [self.store.subject(name) for name in self.step.provides]
+        provides = self.step.provides
+        if len(provides) == 1:
+            return [self.store.subject(provides[0])]
+        return [self.store.subject(name) for name in provides]
 
-    def _ready(self, values: list[Any]) -> None:
+    def _ready(self) -> None:
+        """Every input holds a value (in `sources`): start the step's task."""
+        sources, self.sources = self.sources, ()
         if self.finished:
             return  # cancelled meanwhile
         upstream = self.upstream
         if upstream:
             # Inputs that were pushed instead of computed leave their providers unneeded.
-            self.upstream = []
+            self.upstream = ()
             release(upstream)
         step = self.step
         store = self.store
@@ -182,7 +154,9 @@ class Activation(abc.ObserverBase[Any]):
             if events.observers:
                 events.emit(StepEvent(step.label, "skipped", scope=store.id))
             return
-        kwargs = dict(zip(self.inputs, values, strict=True))
+        kwargs = {}
+        for name, source in zip(self.inputs, sources, strict=True):  # no comprehension: no frame
+            kwargs[name] = source.value
         if step.has_defaults:
             # Inputs are read when the step starts: a value pushed since the demand beats the
             # parameter's default.
@@ -229,9 +203,10 @@ class Activation(abc.ObserverBase[Any]):
 
     async def _run(self, kwargs: dict[str, Any]) -> None:
         current_activation.set(self)  # in this task's own context
-        # Known from the first line on: an eager task's first part runs before `create_task`
-        # returns, and whatever it does may cancel this very step.
-        self.task = asyncio.current_task()
+        if self.task is None:
+            # Started eagerly: its first part runs before `create_task` returns, and whatever
+            # it does may cancel this very step, so the task is known from the first line on.
+            self.task = asyncio.current_task()
         step = self.step
         attempt = 0
         start = 0.0
@@ -299,20 +274,20 @@ class Activation(abc.ObserverBase[Any]):
         if self.finished:
             return  # cancelled, but the step swallowed the cancellation and returned
         step = self.step
-        count = len(step.provides)
-        if count <= 1:
-            values: Sequence[Any] = (result,)
-        else:
-            values = tuple(result) if isinstance(result, (tuple, list)) else ()
-            if len(values) != count:
-                self._give_up(StepOutputError(step.name, step.provides, result), start, attempt)
+        provides = step.provides
+        if len(provides) > 1:
+            values: Sequence[Any] = tuple(result) if isinstance(result, (tuple, list)) else ()
+            if len(values) != len(provides):
+                self._give_up(StepOutputError(step.name, provides, result), start, attempt)
                 return
+        else:
+            values = (result,)
         self._retire()
-        if start and logger.isEnabledFor(logging.DEBUG):  # before dependents (may) run
-            logger.debug("finish %s", step.label)
         if not start:  # nobody watches: the common case, in one step
             complete_all(self._subjects(), values)
             return
+        if logger.isEnabledFor(logging.DEBUG):  # before dependents (may) run
+            logger.debug("finish %s", step.label)
         # Every output is held before anyone hears of one (an emission is atomic); the
         # `succeeded` event comes then, before dependents hear (and, eagerly, start).
         settled = settle_all(self._subjects(), values)
@@ -340,7 +315,7 @@ class Activation(abc.ObserverBase[Any]):
             old = [("", subject) for subject in self.outputs]
         else:
             old = self.store.detach(self.step.provides)
-        upstream, self.upstream = self.upstream, []
+        upstream, self.upstream = self.upstream, ()
         release(upstream)
         return old
 
@@ -416,4 +391,4 @@ def release(activations: Sequence[Activation]) -> None:
         if activation.demand <= 0 and not activation.finished:
             activation.cancel()
             work.extend(activation.upstream)
-            activation.upstream = []
+            activation.upstream = ()

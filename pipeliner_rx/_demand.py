@@ -45,18 +45,19 @@ class Link(Activation):
         assert home is not None  # links are made only in scopes
         self.listen_to([home.subject(name) for name in self.step.provides])
 
-    def _ready(self, values: list[Any]) -> None:
+    def _ready(self) -> None:
+        sources, self.sources = self.sources, ()
         if self.finished:
             return
         self._retire()
-        upstream, self.upstream = self.upstream, []
+        upstream, self.upstream = self.upstream, ()
         release(upstream)
-        complete_all(self._subjects(), values)
+        complete_all(self._subjects(), [source.value for source in sources])
 
     def cancel(self, error: Exception | None = None) -> None:
         """Stop listening, and withdraw the demand in the pipeline's store."""
         super().cancel(error)
-        upstream, self.upstream = self.upstream, []
+        upstream, self.upstream = self.upstream, ()
         release(upstream)
 
 
@@ -131,7 +132,9 @@ def activate(
             activation = link
         else:
             activation = Activation(s, store, index == plan.private, context)
-            activation.upstream = [made[dep] for dep in plan.deps[index]]  # type: ignore[misc]
+            deps = plan.deps[index]
+            if deps:
+                activation.upstream = list(map(made.__getitem__, deps))  # type: ignore[arg-type]
             activation.unprovided = plan.unprovided[index]
             activation.inputs = plan.inputs[index]
         made[index] = activation

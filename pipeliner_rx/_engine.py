@@ -178,7 +178,10 @@ async def wait(
     what: str,
 ) -> list[Any]:
     """Await the first value of each source; withdraw ``demands`` however the wait ends."""
-    if all(is_present(source) for source in sources):
+    for source in sources:
+        if not (source.is_stopped and source.has_value):
+            break
+    else:
         # Already there (computed before, or supplied): no future, no subscription.
         release(demands)
         return [source.value for source in sources]

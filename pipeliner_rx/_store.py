@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from reactivex import abc
 from reactivex.internal.basic import default_error, noop
+from reactivex.internal.exceptions import DisposedException
 from reactivex.subject import AsyncSubject
 
 from .exceptions import PipelineError, ResourceConflictError, ScopeClosedError, StoreInUseError
@@ -78,7 +79,8 @@ class Resource(AsyncSubject[Any]):
         with `detach`, and the store is only ever changed on its loop's thread.
         """
         with self.lock:
-            self.check_disposed()
+            if self.is_disposed:
+                raise DisposedException()
             if not self.is_stopped:
                 self.observers.append(observer)
                 return True
@@ -106,7 +108,13 @@ class Resource(AsyncSubject[Any]):
         The same notifications as ``AsyncSubject``'s own, taking the lock once instead of
         five times: emitting outputs is the engine's inner loop.
         """
-        observers = self.settle(value)
+        with self.lock:  # `settle`, inline: this is the engine's inner loop
+            if self.is_stopped or self.is_disposed:
+                return
+            self.value = value
+            self.has_value = True
+            self.is_stopped = True
+            observers, self.observers = self.observers, []
         if observers:
             notify(observers, value)
 
