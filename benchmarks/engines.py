@@ -213,7 +213,14 @@ def _hamilton_node(spec: StepSpec, output: str, index: int, count: int) -> Any:
 
 def available_engines() -> list[type[Any]]:
     """The engines this machine can run (Hamilton only with its extra installed)."""
-    engines: list[type[Any]] = [HandWrittenEngine, HandWrittenInlineTargetEngine, PipelinerEngine]
+    from floor import FloorEngine
+
+    engines: list[type[Any]] = [
+        HandWrittenEngine,
+        HandWrittenInlineTargetEngine,
+        FloorEngine,
+        PipelinerEngine,
+    ]
     if sys.version_info >= (3, 12):
         engines.append(PipelinerEagerStartEngine)
     try:

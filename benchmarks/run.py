@@ -6,7 +6,9 @@
 Every workload runs for every engine in the same process, repetitions interleaved, and the
 table gives medians and ratios to the hand-written engine (one Future per resource, one Task
 per step, the called step included), and pipeliner_rx's ratio to the previous hand-written
-baseline, which runs the called step inline in the caller's task. The cyclic GC section gives
+baseline, which runs the called step inline in the caller's task. The floor engine
+(`floor.py`) is pipeliner_rx's design with none of its features: what the design itself costs.
+The cyclic GC section gives
 the objects a scoped seed run leaves to the cyclic GC, and the p50/p99 latency of scoped seed
 runs with the GC on and off. Results are also written as JSON (``--json``, default
 benchmarks/results.json).
