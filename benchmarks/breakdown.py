@@ -1,14 +1,14 @@
-"""Where a W1 run's time goes: the engine's phases, timed from outside, against the baseline.
+"""Where a W1 run's time goes: the engine's phases, timed from outside, against the baselines.
 
     python benchmarks/breakdown.py [--runs N]
 
 Wraps the engine's phase functions with timers (exclusive time: a phase nested in another,
 such as a step started inside the demand that readied it, counts for itself only), runs the
 seed pipeline in a fresh scope per run, and prints microseconds per run for each phase, next to
-the whole run of the rule-following hand-written engine. The timers cost a little (the whole
-wrapped run is printed too, next to the unwrapped one); read the phases as proportions. The cyclic
-GC is off during the measurement, so that a collection is not charged to whichever phase
-happened to allocate.
+the whole run of the rule-following hand-written engine and of the floor engine (`floor.py`).
+The timers cost a little (the whole run is printed with and without them); read the phases as
+proportions. The cyclic GC is off during the measurement, so that a collection is not charged
+to whichever phase happened to allocate.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engines import HandWrittenEngine, PipelinerEngine
+from floor import FloorEngine
 from workloads import seed
 
 import pipeliner_rx._activation as activation_module
@@ -78,8 +79,8 @@ def whole_run(engine: Any, runs: int) -> float:
     return (_clock() - start) / runs * 1e6
 
 
-def measure(runs: int) -> tuple[dict[str, float], float, float, float]:
-    """Per-run microseconds: by phase, the run timed, the run untimed, the baseline's run."""
+def measure(runs: int) -> tuple[dict[str, float], float, float, float, float]:
+    """Per-run microseconds: by phase, the run timed and untimed, the baseline's, the floor's."""
     workload = seed()
     engine = PipelinerEngine(workload)
     pipeline, target, inputs = engine.pipeline, engine.target, workload.inputs
@@ -117,17 +118,18 @@ def measure(runs: int) -> tuple[dict[str, float], float, float, float]:
             restore()
         plain = whole_run(engine, runs)
         hand_us = whole_run(HandWrittenEngine(workload), runs)
+        floor_us = whole_run(FloorEngine(workload), runs)
     finally:
         gc.enable()
     per_run = {name: seconds / runs * 1e6 for name, seconds in phases.totals.items()}
-    return per_run, wrapped, plain, hand_us
+    return per_run, wrapped, plain, hand_us, floor_us
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20000)
     args = parser.parse_args()
-    per_run, wrapped, plain, hand = measure(args.runs)
+    per_run, wrapped, plain, hand, floor = measure(args.runs)
     print(f"W1, {args.runs:,} runs, cyclic GC off; microseconds per run (exclusive)\n")
     print("| phase | us/run |")
     print("|---|---|")
@@ -136,7 +138,9 @@ def main() -> None:
     print(f"| **pipeliner_rx, whole run with the timers** | {wrapped:.1f} |")
     print(f"| pipeliner_rx, whole run without them | {plain:.1f} |")
     print(f"| hand-written asyncio (rule-following), whole run | {hand:.1f} |")
-    print(f"\nratio without timers: {plain / hand:.2f}x")
+    print(f"| floor engine (`floor.py`: the design, no features), whole run | {floor:.1f} |")
+    ratios = f"pipeliner_rx {plain / hand:.2f}x (no timers), floor {floor / hand:.2f}x"
+    print(f"\nratios to the hand-written engine: {ratios}")
 
 
 if __name__ == "__main__":

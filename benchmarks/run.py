@@ -306,13 +306,19 @@ def main() -> None:
     parser.add_argument("--reps", type=int, help="repetitions per engine (default 5; quick 3)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results.json"))
     parser.add_argument("--only", help="run only the workloads whose name starts with this")
+    parser.add_argument(
+        "--no-gc", action="store_true", help="measure the workloads with the cyclic GC off"
+    )
     args = parser.parse_args()
     reps = args.reps or (3 if args.quick else 5)
 
-    print(f"Python {platform.python_version()} on {platform.machine()}, medians of {reps}")
+    gc_state = ", cyclic GC off for the workloads" if args.no_gc else ""
+    python = f"Python {platform.python_version()} on {platform.machine()}"
+    print(f"{python}, medians of {reps}{gc_state}")
     # Registration first, on the heap a program that registers its steps at import would have.
     registration = [] if args.only else bench_registration([1_000, 10_000])
-    rows = bench_workloads(reps, args.quick, args.only)
+    with cyclic_gc(not args.no_gc):
+        rows = bench_workloads(reps, args.quick, args.only)
     print(
         "\n## Workloads (ratio to the hand-written engine, the called step in a task too; "
         "lower is better)\n"
