@@ -3,6 +3,8 @@
 An activation observes each input subject that holds no value yet, counting completions
 instead of building an operator chain. Once every input holds a value it reads them from the
 subjects (`_ready`); the first error, or a completion without a value, stops it (`_lost`).
+A completion without a value stops it at once, as RxJS's ``combineLatest`` does: reactivex's
+``combine_latest`` would wait for the other inputs, though the step can no longer run.
 """
 
 from __future__ import annotations
