@@ -108,13 +108,7 @@ class Resource(AsyncSubject[Any]):
         The same notifications as ``AsyncSubject``'s own, taking the lock once instead of
         five times: emitting outputs is the engine's inner loop.
         """
-        with self.lock:  # `settle`, inline: this is the engine's inner loop
-            if self.is_stopped or self.is_disposed:
-                return
-            self.value = value
-            self.has_value = True
-            self.is_stopped = True
-            observers, self.observers = self.observers, []
+        observers = self.settle(value)
         if observers:
             notify(observers, value)
 
